@@ -1,0 +1,1 @@
+"""The ``bastion`` command line: thin commands that parse, call the domain, render."""

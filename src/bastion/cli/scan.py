@@ -1,0 +1,157 @@
+"""``bastion scan``: judge model files without executing or deserialising them."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import click
+
+from bastion.core import ScanReport, Severity
+from bastion.errors import BastionError, UsageError
+from bastion.render import OutputFormat
+
+
+def _severity(_ctx: click.Context, _param: click.Parameter, value: str) -> Severity:
+    try:
+        return Severity.parse(value)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc)) from None
+
+
+@click.command()
+@click.argument("paths", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.option(
+    "--format",
+    "-f",
+    "fmt",
+    type=click.Choice([f.value for f in OutputFormat]),
+    default="text",
+    show_default=True,
+)
+@click.option(
+    "--fail-on", callback=_severity, default="high", show_default=True, help="Lowest failing severity."
+)
+@click.option(
+    "--output", "-o", type=click.Path(dir_okay=False, path_type=Path), help="Write the report here."
+)
+@click.option("--only", type=click.Choice(["model"]), help="Force a scanner family (default: detect).")
+@click.option("--include", multiple=True, help="Glob of files to scan inside folders (repeatable).")
+@click.option("--exclude", multiple=True, help="Glob of files to leave out (repeatable).")
+@click.option(
+    "--strict", is_flag=True, help="Unrecognised binary files are 'could not decide' instead of skipped."
+)
+@click.option("--follow-symlinks", is_flag=True, help="Follow symlinks that leave the scanned folder.")
+@click.option(
+    "--workers", "-j", type=click.IntRange(1, 64), help="Parallel worker processes (default: cores)."
+)
+@click.option(
+    "--progress/--no-progress", default=None, help="Progress bar on stderr (default: when a terminal)."
+)
+def scan(
+    paths: tuple[Path, ...],
+    fmt: str,
+    fail_on: Severity,
+    output: Path | None,
+    only: str | None,
+    include: tuple[str, ...],
+    exclude: tuple[str, ...],
+    strict: bool,
+    follow_symlinks: bool,
+    workers: int | None,
+    progress: bool | None,
+) -> None:
+    """Scan PATHS (model files, model folders, archives) for unsafe content.
+
+    Formats are recognised by content: pickle (and PyTorch, joblib, NumPy built on it), Keras,
+    HDF5, TensorFlow SavedModel, ONNX, safetensors, GGUF, skops, zip/tar/compressed archives.
+
+    Exit codes: 0 clean, 1 findings at or above --fail-on, 2 could not decide, 3 nothing scannable.
+    """
+    from bastion.scanners.engine import scan_paths, total_size
+
+    show_progress = sys.stderr.isatty() if progress is None else progress
+    try:
+        if show_progress:
+            report = _scan_with_progress(
+                paths, fail_on, include, exclude, strict, follow_symlinks, workers, total_size(paths)
+            )
+        else:
+            report = scan_paths(
+                paths,
+                fail_on=fail_on,
+                include=include,
+                exclude=exclude,
+                strict=strict,
+                follow_symlinks=follow_symlinks,
+                workers=workers,
+            )
+    except BastionError:
+        raise
+    except OSError as exc:
+        raise UsageError(f"cannot scan: {exc}") from None
+    _emit(report, OutputFormat(fmt), output)
+    sys.exit(report.exit_code)
+
+
+def _scan_with_progress(
+    paths: tuple[Path, ...],
+    fail_on: Severity,
+    include: tuple[str, ...],
+    exclude: tuple[str, ...],
+    strict: bool,
+    follow_symlinks: bool,
+    workers: int | None,
+    total: int,
+) -> ScanReport:
+    from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TransferSpeedColumn
+
+    from bastion.scanners.engine import scan_paths
+
+    with Progress(
+        TextColumn("scanning"),
+        BarColumn(),
+        DownloadColumn(),
+        TransferSpeedColumn(),
+        TextColumn("{task.description}"),
+        transient=True,
+    ) as bar:
+        task = bar.add_task("", total=total or None)
+
+        def advance(name: str, size: int) -> None:
+            bar.update(task, advance=size, description=name[-40:])
+
+        return scan_paths(
+            paths,
+            fail_on=fail_on,
+            include=include,
+            exclude=exclude,
+            strict=strict,
+            follow_symlinks=follow_symlinks,
+            workers=workers,
+            progress=advance,
+        )
+
+
+def _emit(report: ScanReport, fmt: OutputFormat, output: Path | None) -> None:
+    if fmt is OutputFormat.TEXT:
+        from bastion.render.text import render_text
+
+        if output is None:
+            render_text(report)
+        else:
+            with output.open("w", encoding="utf-8") as fh:
+                render_text(report, fh, color=False)
+        return
+    if fmt is OutputFormat.JSON:
+        from bastion.render.json_report import render_json
+
+        text = render_json(report)
+    else:
+        from bastion.render.sarif import render_sarif
+
+        text = render_sarif(report)
+    if output is None:
+        sys.stdout.write(text)
+    else:
+        output.write_text(text, encoding="utf-8")

@@ -1,0 +1,301 @@
+"""The scan engine: walk the targets, map each file, detect its format by content, dispatch to the
+format scanners, and merge everything into one :class:`~bastion.core.ScanReport`.
+
+Files are scanned in parallel worker processes when there are several (scanning is CPU-bound pure
+Python). Each top-level file is isolated: a scanner crash on one file becomes a problem for that
+file (fail closed) and never stops the others.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fnmatch
+import mmap
+import os
+import time
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from bastion import __version__
+from bastion.core import ProblemKind, ScanReport, Severity, ToolInfo
+from bastion.errors import InputError
+from bastion.scanners.detect import EXECUTABLE, INERT, Format, extension_mismatch, sniff
+from bastion.scanners.interface import FormatError, Limits, Location, ScanContext, rule
+
+DISGUISED = rule(
+    "BAS-M001",
+    "disguised-format",
+    Severity.HIGH,
+    "File content is an executable serialization format behind a name that promises inert data",
+    "Do not load this file. Find out who produced it; loaders that sniff content will execute it "
+    "whatever its name.",
+    atlas=("AML.T0011.000", "AML.T0010", "AML.M0014"),
+    cwe=("CWE-434", "CWE-502"),
+)
+NAME_MISMATCH = rule(
+    "BAS-M002",
+    "extension-mismatch",
+    Severity.LOW,
+    "File extension and content disagree",
+    "Rename the file after its real format so that tools route it correctly.",
+    atlas=("AML.M0014",),
+    cwe=("CWE-646",),
+)
+POLYGLOT = rule(
+    "BAS-M007",
+    "polyglot",
+    Severity.HIGH,
+    "File is valid in several formats at once",
+    "Do not load this file: different loaders will read different content from it.",
+    atlas=("AML.T0011.000", "AML.T0010", "AML.M0014"),
+    cwe=("CWE-436",),
+)
+
+Handler = Callable[[memoryview, Location, ScanContext, int], None]
+
+
+def _handler(fmt: Format) -> Handler | None:
+    """The scanner for a format, imported on first use so that start-up stays fast."""
+    if fmt is Format.PICKLE:
+        from bastion.scanners.pickle import scan_pickle
+
+        return scan_pickle
+    if fmt is Format.NUMPY:
+        from bastion.scanners.numpy_format import scan_npy
+
+        return scan_npy
+    if fmt is Format.ZIP:
+        from bastion.scanners.archive import scan_zip
+
+        return scan_zip
+    if fmt is Format.TAR:
+        from bastion.scanners.archive import scan_tar
+
+        return scan_tar
+    if fmt is Format.COMPRESSED:
+        from bastion.scanners.compressed import scan_compressed
+
+        return scan_compressed
+    if fmt is Format.HDF5:
+        from bastion.scanners.keras import scan_hdf5
+
+        return scan_hdf5
+    if fmt is Format.GGUF:
+        from bastion.scanners.gguf import scan_gguf
+
+        return scan_gguf
+    if fmt is Format.SAFETENSORS:
+        from bastion.scanners.safetensors import scan_safetensors
+
+        return scan_safetensors
+    if fmt is Format.ONNX:
+        from bastion.scanners.onnx import scan_onnx
+
+        return scan_onnx
+    if fmt is Format.SAVEDMODEL:
+        from bastion.scanners.savedmodel import scan_savedmodel
+
+        return scan_savedmodel
+    return None
+
+
+@dataclass(frozen=True)
+class Options:
+    limits: Limits = field(default_factory=Limits)
+    strict: bool = False  # unrecognised binary files are problems instead of skipped
+
+
+def dispatch(data: memoryview, loc: Location, ctx: ScanContext, depth: int, options: Options) -> None:
+    """Sniff ``data`` and run every scanner that applies (the nested-scan entry point)."""
+    if depth > ctx.limits.max_nesting_depth:
+        ctx.problem(
+            loc, ProblemKind.LIMIT_EXCEEDED, f"nesting deeper than {ctx.limits.max_nesting_depth} levels"
+        )
+        return
+    formats = sniff(data)
+    name = loc.member.rsplit("!", 1)[-1] if loc.member else loc.file
+    mismatch = extension_mismatch(name, formats)
+    if mismatch is not None:
+        suffix, promised = mismatch
+        found = ", ".join(f.value for f in formats)
+        expected = ", ".join(sorted(f.value for f in promised))
+        if any(f in EXECUTABLE for f in formats) and promised <= INERT | {Format.UNKNOWN}:
+            ctx.finding(loc, DISGUISED, f"named '{suffix}' (expected {expected}) but the content is {found}")
+        else:
+            ctx.finding(
+                loc, NAME_MISMATCH, f"named '{suffix}' (expected {expected}) but the content is {found}"
+            )
+    if len(formats) > 1:
+        ctx.finding(loc, POLYGLOT, "content parses as " + " and ".join(f.value for f in formats))
+    for fmt in formats:
+        handler = _handler(fmt)
+        if handler is None:
+            _not_scannable(fmt, data, loc, ctx, depth, options)
+            continue
+        try:
+            handler(data, loc, ctx, depth)
+        except FormatError as exc:
+            ctx.problem(loc, exc.kind, f"{fmt.value}: {exc}", offset=exc.offset)
+        except RecursionError:
+            ctx.problem(loc, ProblemKind.LIMIT_EXCEEDED, f"{fmt.value}: structure nested too deeply")
+        except MemoryError:
+            ctx.problem(loc, ProblemKind.LIMIT_EXCEEDED, f"{fmt.value}: not enough memory to scan")
+
+
+def _not_scannable(
+    fmt: Format, data: memoryview, loc: Location, ctx: ScanContext, depth: int, options: Options
+) -> None:
+    if fmt is Format.UNKNOWN:
+        if options.strict:
+            ctx.problem(loc, ProblemKind.UNSUPPORTED, "unrecognised binary format: not scanned")
+        else:
+            ctx.skip(loc, "unrecognised binary format: not scanned")
+    elif depth == 0:
+        ctx.skip(loc, "empty file" if fmt is Format.EMPTY else "text file: not a model")
+
+
+def scan_file(path: Path, display: str, options: Options) -> ScanContext:
+    """Scan one file from disk (mapped, never read whole) and return its results."""
+    ctx = ScanContext(limits=options.limits)
+    ctx.nested = lambda view, loc, c, depth: dispatch(view, loc, c, depth, options)
+    loc = Location(display)
+    try:
+        size = path.stat().st_size
+        if size > options.limits.max_file_bytes:
+            ctx.problem(loc, ProblemKind.LIMIT_EXCEEDED, f"{size} bytes exceed the file size limit")
+            return ctx
+        with path.open("rb") as fh:
+            if size == 0:
+                dispatch(memoryview(b""), loc, ctx, 0, options)
+                return ctx
+            mapped = mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ)
+    except OSError as exc:
+        ctx.problem(loc, ProblemKind.UNREADABLE, f"cannot read: {exc.strerror or exc}")
+        return ctx
+    view = memoryview(mapped)
+    try:
+        dispatch(view, loc, ctx, 0, options)
+    except Exception as exc:  # noqa: BLE001 - per-file boundary: a scanner bug must fail closed, not crash
+        ctx.problem(loc, ProblemKind.MALFORMED, f"internal scanner error ({type(exc).__name__}: {exc})")
+    finally:
+        view.release()
+        with contextlib.suppress(BufferError):  # a scanner kept a slice alive; freed with it
+            mapped.close()
+    return ctx
+
+
+@dataclass(frozen=True)
+class _Target:
+    path: Path
+    display: str
+    size: int
+
+
+def _walk(
+    roots: Sequence[Path],
+    include: Sequence[str],
+    exclude: Sequence[str],
+    follow_symlinks: bool,
+    ctx: ScanContext,
+) -> Iterator[_Target]:
+    for root in roots:
+        if not root.exists() and not root.is_symlink():
+            raise InputError(f"{root}: no such file or directory")
+        if root.is_file():
+            yield _Target(root, root.name, root.stat().st_size)
+            continue
+        base = root.resolve()
+        for dirpath, dirnames, filenames in os.walk(root, followlinks=False):
+            dirnames.sort()
+            for fname in sorted(filenames):
+                path = Path(dirpath) / fname
+                rel = path.relative_to(root).as_posix()
+                if include and not any(fnmatch.fnmatch(rel, g) for g in include):
+                    continue
+                if any(fnmatch.fnmatch(rel, g) for g in exclude):
+                    continue
+                if path.is_symlink():
+                    target = path.resolve()
+                    if not target.is_relative_to(base) and not follow_symlinks:
+                        ctx.skip(
+                            Location(rel), f"symlink leaves the scanned folder (to {target}): not followed"
+                        )
+                        continue
+                    if not target.is_file():
+                        ctx.skip(Location(rel), "symlink to a non-file: not followed")
+                        continue
+                if not path.is_file():
+                    ctx.skip(Location(rel), "not a regular file")
+                    continue
+                yield _Target(path, rel, path.stat().st_size)
+
+
+def _scan_target(target: _Target, options: Options) -> ScanContext:
+    ctx = scan_file(target.path, target.display, options)
+    ctx.nested = None  # lambdas do not cross process boundaries
+    return ctx
+
+
+ProgressCallback = Callable[[str, int], None]
+
+
+def scan_paths(
+    paths: Iterable[str | os.PathLike[str]],
+    *,
+    limits: Limits | None = None,
+    include: Sequence[str] = (),
+    exclude: Sequence[str] = (),
+    fail_on: Severity = Severity.HIGH,
+    strict: bool = False,
+    follow_symlinks: bool = False,
+    workers: int | None = None,
+    progress: ProgressCallback | None = None,
+) -> ScanReport:
+    """Scan files, folders and archives for unsafe model content. Never executes what it reads."""
+    started = time.perf_counter()
+    options = Options(limits=limits or Limits(), strict=strict)
+    roots = [Path(p) for p in paths]
+    walk_ctx = ScanContext(limits=options.limits)
+    targets = list(_walk(roots, include, exclude, follow_symlinks, walk_ctx))
+    if len(targets) > options.limits.max_files:
+        raise InputError(f"{len(targets)} files exceed the limit of {options.limits.max_files}")
+    results: list[ScanContext] = [walk_ctx]
+    n_workers = workers if workers is not None else min(os.cpu_count() or 1, 8)
+    if n_workers > 1 and len(targets) >= 4:
+        import multiprocessing
+
+        with ProcessPoolExecutor(n_workers, mp_context=multiprocessing.get_context("fork")) as pool:
+            done = pool.map(_scan_target, targets, [options] * len(targets), chunksize=1)
+            for target, ctx in zip(targets, done, strict=True):
+                results.append(ctx)
+                if progress:
+                    progress(target.display, target.size)
+    else:
+        for target in targets:
+            results.append(_scan_target(target, options))
+            if progress:
+                progress(target.display, target.size)
+    return ScanReport(
+        roots=tuple(str(p) for p in roots),
+        findings=tuple(f for c in results for f in c.findings),
+        problems=tuple(p for c in results for p in c.problems),
+        scanned=tuple(s for c in results for s in c.scanned),
+        skipped=tuple(s for c in results for s in c.skipped),
+        tools=(ToolInfo("bastion", __version__),),
+        duration_s=time.perf_counter() - started,
+        fail_on=fail_on,
+        extras={"files": len(targets), "bytes": sum(t.size for t in targets)},
+    )
+
+
+def total_size(paths: Iterable[str | os.PathLike[str]]) -> int:
+    """Bytes under the given paths, for progress bars."""
+    total = 0
+    for p in map(Path, paths):
+        if p.is_file():
+            total += p.stat().st_size
+        elif p.is_dir():
+            total += sum(f.stat().st_size for f in p.rglob("*") if f.is_file() and not f.is_symlink())
+    return total
