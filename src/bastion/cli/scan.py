@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
+from typing import Any
 
 import click
 
 from bastion.core import ScanReport, Severity
-from bastion.errors import BastionError, UsageError
+from bastion.errors import UsageError
 from bastion.render import OutputFormat
 
 
@@ -39,6 +40,13 @@ def _severity(_ctx: click.Context, _param: click.Parameter, value: str) -> Sever
 @click.option("--include", multiple=True, help="Glob of files to scan inside folders (repeatable).")
 @click.option("--exclude", multiple=True, help="Glob of files to leave out (repeatable).")
 @click.option(
+    "--allowlist",
+    "allowlists",
+    multiple=True,
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Extra allowlist catalogue (JSON) extending the built-in one (repeatable).",
+)
+@click.option(
     "--strict", is_flag=True, help="Unrecognised binary files are 'could not decide' instead of skipped."
 )
 @click.option("--follow-symlinks", is_flag=True, help="Follow symlinks that leave the scanned folder.")
@@ -56,6 +64,7 @@ def scan(
     only: str | None,
     include: tuple[str, ...],
     exclude: tuple[str, ...],
+    allowlists: tuple[Path, ...],
     strict: bool,
     follow_symlinks: bool,
     workers: int | None,
@@ -65,72 +74,49 @@ def scan(
 
     Formats are recognised by content: pickle (and PyTorch, joblib, NumPy built on it), Keras,
     HDF5, TensorFlow SavedModel, ONNX, safetensors, GGUF, skops, zip/tar/compressed archives.
+    Nothing is ever loaded, imported or executed.
 
     Exit codes: 0 clean, 1 findings at or above --fail-on, 2 could not decide, 3 nothing scannable.
     """
-    from bastion.scanners.engine import scan_paths, total_size
+    from bastion.scanners.engine import scan_paths
 
+    options: dict[str, Any] = {
+        "fail_on": fail_on,
+        "include": include,
+        "exclude": exclude,
+        "allowlists": allowlists,
+        "strict": strict,
+        "follow_symlinks": follow_symlinks,
+        "workers": workers,
+    }
     show_progress = sys.stderr.isatty() if progress is None else progress
     try:
-        if show_progress:
-            report = _scan_with_progress(
-                paths, fail_on, include, exclude, strict, follow_symlinks, workers, total_size(paths)
-            )
-        else:
-            report = scan_paths(
-                paths,
-                fail_on=fail_on,
-                include=include,
-                exclude=exclude,
-                strict=strict,
-                follow_symlinks=follow_symlinks,
-                workers=workers,
-            )
-    except BastionError:
-        raise
+        report = _scan_with_progress(paths, options) if show_progress else scan_paths(paths, **options)
     except OSError as exc:
         raise UsageError(f"cannot scan: {exc}") from None
     _emit(report, OutputFormat(fmt), output)
     sys.exit(report.exit_code)
 
 
-def _scan_with_progress(
-    paths: tuple[Path, ...],
-    fail_on: Severity,
-    include: tuple[str, ...],
-    exclude: tuple[str, ...],
-    strict: bool,
-    follow_symlinks: bool,
-    workers: int | None,
-    total: int,
-) -> ScanReport:
+def _scan_with_progress(paths: tuple[Path, ...], options: dict[str, Any]) -> ScanReport:
     from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TransferSpeedColumn
 
-    from bastion.scanners.engine import scan_paths
+    from bastion.scanners.engine import scan_paths, total_size
 
-    with Progress(
+    columns = (
         TextColumn("scanning"),
         BarColumn(),
         DownloadColumn(),
         TransferSpeedColumn(),
         TextColumn("{task.description}"),
-        transient=True,
-    ) as bar:
-        task = bar.add_task("", total=total or None)
+    )
+    with Progress(*columns, transient=True) as bar:
+        task = bar.add_task("", total=total_size(paths) or None)
 
         def advance(name: str, size: int) -> None:
             bar.update(task, advance=size, description=name[-40:])
 
-        return scan_paths(
-            paths,
-            fail_on=fail_on,
-            include=include,
-            exclude=exclude,
-            strict=strict,
-            follow_symlinks=follow_symlinks,
-            workers=workers,
-            progress=advance,
-        )
+        return scan_paths(paths, progress=advance, **options)
 
 
 def _emit(report: ScanReport, fmt: OutputFormat, output: Path | None) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass, field
 
+from bastion import __version__
 from bastion.core.findings import Finding, Problem, ScannedArtifact, Severity, Skipped
 
 
@@ -39,7 +40,7 @@ class ScanReport:
     problems: tuple[Problem, ...] = ()
     scanned: tuple[ScannedArtifact, ...] = ()
     skipped: tuple[Skipped, ...] = ()
-    tools: tuple[ToolInfo, ...] = ()
+    tools: tuple[ToolInfo, ...] = (ToolInfo("bastion", __version__),)
     duration_s: float = 0.0
     fail_on: Severity = Severity.HIGH
     extras: dict[str, object] = field(default_factory=dict)

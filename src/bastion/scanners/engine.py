@@ -105,6 +105,7 @@ def _handler(fmt: Format) -> Handler | None:
 class Options:
     limits: Limits = field(default_factory=Limits)
     strict: bool = False  # unrecognised binary files are problems instead of skipped
+    allowlists: tuple[str, ...] = ()  # organisation catalogue files extending the built-in allowlist
 
 
 def dispatch(data: memoryview, loc: Location, ctx: ScanContext, depth: int, options: Options) -> None:
@@ -158,7 +159,7 @@ def _not_scannable(
 
 def scan_file(path: Path, display: str, options: Options) -> ScanContext:
     """Scan one file from disk (mapped, never read whole) and return its results."""
-    ctx = ScanContext(limits=options.limits)
+    ctx = ScanContext(limits=options.limits, allowlists=options.allowlists)
     ctx.nested = lambda view, loc, c, depth: dispatch(view, loc, c, depth, options)
     loc = Location(display)
     try:
@@ -252,10 +253,14 @@ def scan_paths(
     follow_symlinks: bool = False,
     workers: int | None = None,
     progress: ProgressCallback | None = None,
+    allowlists: Sequence[str | os.PathLike[str]] = (),
 ) -> ScanReport:
     """Scan files, folders and archives for unsafe model content. Never executes what it reads."""
     started = time.perf_counter()
-    options = Options(limits=limits or Limits(), strict=strict)
+    options = Options(limits=limits or Limits(), strict=strict, allowlists=tuple(str(p) for p in allowlists))
+    for extra in options.allowlists:
+        if not Path(extra).is_file():
+            raise InputError(f"allowlist catalogue {extra}: no such file")
     roots = [Path(p) for p in paths]
     walk_ctx = ScanContext(limits=options.limits)
     targets = list(_walk(roots, include, exclude, follow_symlinks, walk_ctx))

@@ -119,6 +119,7 @@ class ScanContext:
     scanned: list[ScannedArtifact] = field(default_factory=list)
     skipped: list[Skipped] = field(default_factory=list)
     nested: NestedScanner | None = None
+    allowlists: tuple[str, ...] = ()  # extra allowlist catalogue files from the organisation
 
     def finding(
         self,
