@@ -103,9 +103,8 @@ def _member_view(data: memoryview, info: zipfile.ZipInfo, loc: Location, ctx: Sc
     if len(raw) < 4:
         raise TruncatedError(f"member {info.filename!r} is truncated", start)
     (props_size,) = struct.unpack_from("<H", raw, 2)
-    return memoryview(
-        bounded_decompress(raw[4:], "lzma-raw", ctx.limits, props=bytes(raw[4 : 4 + props_size]))
-    )
+    props = bytes(raw[4 : 4 + props_size])
+    return memoryview(bounded_decompress(raw[4 + props_size :], "lzma-raw", ctx.limits, props=props))
 
 
 def scan_zip(data: memoryview, loc: Location, ctx: ScanContext, depth: int) -> None:

@@ -86,7 +86,7 @@ def bounded_decompress(data: memoryview, kind: str, limits: Limits, *, props: by
                         f"{kind} stream expands beyond {budget} bytes (size or ratio limit); raise the "
                         "limit to scan it"
                     )
-            if not dec.eof:
+            if not dec.eof and kind != "lzma-raw":  # zip's LZMA may legally omit the end marker
                 raise TruncatedError(f"{kind} stream ends early after {len(out)} bytes", len(data))
             rest = dec.unused_data + pending
             pos -= len(rest)
@@ -104,11 +104,11 @@ def bounded_decompress(data: memoryview, kind: str, limits: Limits, *, props: by
 def _decompress_optional(data: memoryview, kind: Compression, limits: Limits) -> bytes:
     try:
         if kind is Compression.LZ4:
-            import lz4.frame  # type: ignore[import-not-found]
+            import lz4.frame
 
             stream = lz4.frame.LZ4FrameDecompressor()
         else:
-            import zstandard  # type: ignore[import-not-found]
+            import zstandard
 
             stream = zstandard.ZstdDecompressor().decompressobj()
     except ImportError:
