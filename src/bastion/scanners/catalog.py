@@ -1,0 +1,44 @@
+"""Every detection rule Bastion's model scanners can report (for SARIF, docs and `--list-rules`)."""
+
+from __future__ import annotations
+
+import importlib
+
+from bastion.scanners.interface import RULES, Rule
+
+_MODULES = (
+    "bastion.scanners.engine",
+    "bastion.scanners.archive",
+    "bastion.scanners.pickle.rules",
+    "bastion.scanners.numpy_format",
+    "bastion.scanners.onnx",
+    "bastion.scanners.savedmodel",
+    "bastion.scanners.safetensors",
+    "bastion.scanners.gguf",
+    "bastion.scanners.keras",
+    "bastion.scanners.skops",
+)
+
+
+def all_rules() -> list[Rule]:
+    """Import every scanner module (they declare their rules at import time) and list the rules."""
+    for name in _MODULES:
+        importlib.import_module(name)
+    return sorted(RULES.values(), key=lambda r: r.rule_id)
+
+
+def rules_markdown() -> str:
+    lines = [
+        "# Model scanner rules",
+        "",
+        "Generated from the code (`bastion.scanners.catalog.rules_markdown`); the test suite fails when",
+        "this file is stale (`BASTION_UPDATE_GOLDEN=1 pytest tests/golden` rewrites it).",
+        "",
+        "| rule | severity | kind | what it means | ATLAS | CWE |",
+        "| --- | --- | --- | --- | --- | --- |",
+    ]
+    for r in all_rules():
+        lines.append(
+            f"| {r.rule_id} | {r.severity.value} | `{r.kind}` | {r.title} | {', '.join(r.atlas)} | {', '.join(r.cwe)} |"
+        )
+    return "\n".join(lines) + "\n"
