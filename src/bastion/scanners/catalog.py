@@ -38,7 +38,6 @@ def rules_markdown() -> str:
         "| --- | --- | --- | --- | --- | --- |",
     ]
     for r in all_rules():
-        lines.append(
-            f"| {r.rule_id} | {r.severity.value} | `{r.kind}` | {r.title} | {', '.join(r.atlas)} | {', '.join(r.cwe)} |"
-        )
+        atlas, cwe = ", ".join(r.atlas), ", ".join(r.cwe)
+        lines.append(f"| {r.rule_id} | {r.severity.value} | `{r.kind}` | {r.title} | {atlas} | {cwe} |")
     return "\n".join(lines) + "\n"
