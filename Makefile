@@ -18,9 +18,11 @@ test: $(BIN)/python
 	$(PIP) install -e '.[dev]' 'torch==2.13.0'
 	$(MAKE) lint typecheck unit
 
+LINT_PATHS := $(wildcard src tests benchmarks scripts)
+
 lint:
-	$(BIN)/ruff check src tests benchmarks scripts
-	$(BIN)/ruff format --check src tests benchmarks scripts
+	$(BIN)/ruff check $(LINT_PATHS)
+	$(BIN)/ruff format --check $(LINT_PATHS)
 
 typecheck:
 	$(BIN)/mypy src

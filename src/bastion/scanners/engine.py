@@ -14,7 +14,6 @@ import mmap
 import os
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -270,6 +269,7 @@ def scan_paths(
     n_workers = workers if workers is not None else min(os.cpu_count() or 1, 8)
     if n_workers > 1 and len(targets) >= 4:
         import multiprocessing
+        from concurrent.futures import ProcessPoolExecutor
 
         with ProcessPoolExecutor(n_workers, mp_context=multiprocessing.get_context("fork")) as pool:
             done = pool.map(_scan_target, targets, [options] * len(targets), chunksize=1)
