@@ -68,6 +68,13 @@ EXTRA: tuple[tuple[str, str, str], ...] = (
     ("joblib.numpy_pickle_compat", "NDArrayWrapper", "new"),
     ("joblib.numpy_pickle_compat", "ZNDArrayWrapper", "new"),
     ("sklearn.neighbors._ball_tree", "BallTree", "value"),
+    # TorchScript archives (torch/jit/_pickle.py): identity functions kept for old archives
+    ("torch.jit._pickle", "build_intlist", "call"),
+    ("torch.jit._pickle", "build_tensorlist", "call"),
+    ("torch.jit._pickle", "build_doublelist", "call"),
+    ("torch.jit._pickle", "build_boollist", "call"),
+    ("torch.jit._pickle", "build_tensor_from_id", "call"),
+    ("torch.jit._pickle", "restore_type_tag", "call"),
 )
 
 Blob = tuple[str, bytes]  # (label, pickle bytes)
@@ -135,6 +142,40 @@ def sklearn_models(full: bool) -> Iterator[tuple[str, Any]]:
             continue
 
 
+class _Small:  # a TorchScript-compilable module (torch.jit.script needs its source in a file)
+    @staticmethod
+    def make() -> Any:
+        from torch import nn
+
+        class Small(nn.Module):
+            def __init__(self) -> None:
+                super().__init__()
+                self.lin = nn.Linear(4, 2)
+                self.bn = nn.BatchNorm1d(2)
+
+            def forward(self, x):
+                return self.bn(self.lin(x))  # TorchScript reads unannotated arguments as tensors
+
+        return Small().eval()
+
+
+def _torchscript_blobs() -> Iterator[Blob]:
+    """Every pickle member (data, constants, debug info) of scripted and traced TorchScript archives."""
+    import torch
+
+    model = _Small.make()
+    for label, compiled in (
+        ("script", torch.jit.script(model)),
+        ("trace", torch.jit.trace(model, torch.randn(3, 4))),
+    ):
+        buf = io.BytesIO()
+        torch.jit.save(compiled, buf)
+        with zipfile.ZipFile(io.BytesIO(buf.getvalue())) as zf:
+            for info in zf.infolist():
+                if info.filename.endswith(("pkl", "debug_pkl")):
+                    yield f"torchscript-{label}:{info.filename}", zf.read(info)
+
+
 def torch_blobs(full: bool) -> Iterator[Blob]:
     import torch
     from torch import nn
@@ -173,6 +214,7 @@ def torch_blobs(full: bool) -> Iterator[Blob]:
             objs["transformer"] = nn.Transformer(
                 d_model=8, nhead=2, num_encoder_layers=1, num_decoder_layers=1, dim_feedforward=8
             ).state_dict()
+    yield from _torchscript_blobs()
     for legacy in (False, True):
         for label, obj in [*objs.items(), ("whole_module", model)]:
             buf = io.BytesIO()
@@ -304,6 +346,9 @@ def write(seen: dict[tuple[str, str], Use], versions: dict[str, str]) -> None:
         by_fw[framework_of(module)][(module, name)] = (
             use if old is None or Use.parse(use) > Use.parse(old) else old
         )
+    # __torch__ classes are resolved by the TorchScript loader from the archive's compiled code,
+    # never imported as Python: instantiation only.
+    prefix_entries = {"torch": [{"module_prefix": "__torch__", "use": "new"}]}
     for (module, name), _ in ARG_USES.items():
         by_fw.setdefault(framework_of(module), {}).setdefault((module, name), "call")
     for fw, entries in sorted(by_fw.items()):
@@ -323,7 +368,9 @@ def write(seen: dict[tuple[str, str], Use], versions: dict[str, str]) -> None:
                     **({"args": ARG_USES[(m, n)]} if ARG_USES.get((m, n)) else {}),
                 }
                 for (m, n), u in sorted(entries.items())
-            ],
+                if not m.startswith("__torch__")
+            ]
+            + prefix_entries.get(fw, []),
         }
         (CATALOGUE_DIR / f"{fw}.json").write_text(json.dumps(doc, indent=1) + "\n", encoding="utf-8")
         print(f"{fw}: {len(entries)} entries")

@@ -6,11 +6,13 @@ An allowlist file::
      "entries": [{"module": "torch._utils", "name": "_rebuild_tensor_v2", "use": "call"},
                  {"module": "collections", "name": "defaultdict", "use": "call", "args": {"0": "call"}}]}
 
-``use`` is the most a pickle may do with the global (``value`` < ``new`` < ``call``); ``args`` names
-argument positions that the callable itself calls (``call``) or instantiates (``new``), so that those
-arguments are judged as called too. A denylist file (``"kind": "denylist"``) lists qualified
-prefixes (``"os"``, ``"builtins.eval"``) whose use is reported as critical. Organisations add their
-own files with :func:`load_catalogue`.
+``use`` is the most a pickle may do with the global (``value`` < ``new`` < ``call``); ``args``
+names argument positions that the callable itself calls (``call``) or instantiates (``new``), so
+that those arguments are judged as called too. An entry may instead name a whole module tree,
+``{"module_prefix": "__torch__", "use": "new"}`` (TorchScript classes, which the TorchScript loader
+resolves from the archive's own compiled code, never by importing Python). A denylist file
+(``"kind": "denylist"``) lists qualified prefixes (``"os"``, ``"builtins.eval"``) whose use is
+reported as critical. Organisations add their own files with :func:`load_catalogue`.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ import functools
 import json
 import re
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 
@@ -45,9 +47,18 @@ class Catalogue:
     allow: Mapping[tuple[str, str], Entry]
     deny: frozenset[str]
     sources: tuple[str, ...] = ()
+    prefixes: Mapping[str, Use] = field(default_factory=dict)
 
     def entry(self, module: str, name: str) -> Entry | None:
-        return self.allow.get((module, name))
+        exact = self.allow.get((module, name))
+        if exact is not None or not self.prefixes:
+            return exact
+        parts = module.split(".")
+        for i in range(len(parts), 0, -1):
+            use = self.prefixes.get(".".join(parts[:i]))
+            if use is not None:
+                return Entry(module, name, use)
+        return None
 
     def denied(self, module: str, name: str) -> bool:
         """True if ``module.name`` or any dotted prefix of it is denylisted, or it walks to a dunder
@@ -66,7 +77,9 @@ def _fail(source: str, message: str) -> ConfigError:
     )
 
 
-def _parse(doc: object, source: str, allow: dict[tuple[str, str], Entry], deny: set[str]) -> None:
+def _parse(
+    doc: object, source: str, allow: dict[tuple[str, str], Entry], deny: set[str], prefixes: dict[str, Use]
+) -> None:
     if not isinstance(doc, dict):
         raise _fail(source, "top level must be an object")
     if doc.get("schema_version") != SCHEMA_VERSION:
@@ -87,6 +100,12 @@ def _parse(doc: object, source: str, allow: dict[tuple[str, str], Entry], deny: 
             if not isinstance(qual, str) or not _DOTTED.match(qual):
                 raise _fail(source, f"entry {i}: qualname must be a dotted name")
             deny.add(qual)
+            continue
+        if "module_prefix" in raw:
+            prefix, prefix_use = raw["module_prefix"], raw.get("use", "new")
+            if not (isinstance(prefix, str) and _DOTTED.match(prefix)) or prefix_use not in ("new", "value"):
+                raise _fail(source, f"entry {i}: module_prefix must be a dotted name with use new or value")
+            prefixes[prefix] = max(prefixes.get(prefix, Use.VALUE), Use.parse(prefix_use))
             continue
         module, name, use = raw.get("module"), raw.get("name"), raw.get("use", "call")
         if not (isinstance(module, str) and _DOTTED.match(module)):
@@ -125,6 +144,7 @@ def load_catalogue(extra_paths: Iterable[str | Path] = ()) -> Catalogue:
     """The built-in catalogue plus organisation files; a malformed file raises ConfigError."""
     allow: dict[tuple[str, str], Entry] = {}
     deny: set[str] = set()
+    prefixes: dict[str, Use] = {}
     texts = _builtin_files()
     for path in extra_paths:
         try:
@@ -136,8 +156,8 @@ def load_catalogue(extra_paths: Iterable[str | Path] = ()) -> Catalogue:
             doc = json.loads(text)
         except ValueError as exc:
             raise _fail(source, f"not valid JSON ({exc})") from exc
-        _parse(doc, source, allow, deny)
-    return Catalogue(allow=allow, deny=frozenset(deny), sources=tuple(s for s, _ in texts))
+        _parse(doc, source, allow, deny, prefixes)
+    return Catalogue(allow=allow, deny=frozenset(deny), sources=tuple(s for s, _ in texts), prefixes=prefixes)
 
 
 @functools.cache
