@@ -9,6 +9,7 @@ Budgets (opcodes, memo, stack, marks) turn hostile inputs into ``LimitExceeded``
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import ClassVar
 
 from bastion.scanners.interface import FormatError, LimitExceeded, TruncatedError
 from bastion.scanners.pickle import opcodes as op
@@ -31,12 +32,14 @@ __all__ = ["Budget", "BudgetExhausted", "Machine", "NestedHook"]
 class Machine(MachineState):
     """Emulates one pickle from ``start`` to its STOP; ``run`` returns the offset after STOP."""
 
+    _TABLE: ClassVar[list[Callable[[Machine, int], None] | None]]
+
     # -- the loop ----------------------------------------------------------------------------------
     def run(self) -> int:
         """Emulate up to STOP; returns the offset after it. Raises FormatError and subclasses."""
         r = self.r
         data = self.data
-        table = self._table()
+        table = self._dispatch()
         budget = self.budget
         left = budget.left
         ops = 0
@@ -53,21 +56,26 @@ class Machine(MachineState):
                         f"more than {self.limits.max_pickle_opcodes} pickle opcodes", offset=at
                     )
                 if code == op.STOP:
-                    self.pop(at)
+                    self.result = self.pop(at)
                     return r.pos
                 handler = table[code]
                 if handler is None:
                     raise FormatError(f"invalid pickle opcode 0x{code:02x}", offset=at)
-                handler(at)
+                handler(self, at)
         finally:
             budget.left = left - ops
             self.ops += ops
 
-    def _table(self) -> list[Callable[[int], None] | None]:
-        table: list[Callable[[int], None] | None] = [None] * 256
-        for name in dir(self):
-            if name.startswith("op_"):
-                table[getattr(op, name[3:])] = getattr(self, name)
+    @classmethod
+    def _dispatch(cls) -> list[Callable[[Machine, int], None] | None]:
+        """Opcode -> handler, built once per class (machines are created by the thousand)."""
+        table = cls.__dict__.get("_TABLE")
+        if table is None:
+            table = [None] * 256
+            for name in dir(cls):
+                if name.startswith("op_"):
+                    table[getattr(op, name[3:])] = getattr(cls, name)
+            cls._TABLE = table
         return table
 
     # memo
@@ -329,10 +337,14 @@ class Machine(MachineState):
                 self.stack[-1] = Unknown("joblib array")
 
     def op_PERSID(self, at: int) -> None:
-        self.push(PersRef(self.r.line(at).decode("latin-1")), at)
+        pid = self.r.line(at).decode("latin-1")
+        self.persistent_ids.append(pid)
+        self.push(PersRef(pid), at)
 
     def op_BINPERSID(self, at: int) -> None:
-        self.push(PersRef(self.pop(at)), at)
+        pid = self.pop(at)
+        self.persistent_ids.append(pid)
+        self.push(PersRef(pid), at)
 
     def _ext(self, code: int, at: int) -> None:
         if code <= 0:

@@ -18,6 +18,7 @@ from bastion.scanners.pickle import rules
 from bastion.scanners.pickle.catalogue import Catalogue, default_catalogue, load_catalogue
 from bastion.scanners.pickle.judge import Judge
 from bastion.scanners.pickle.machine import Budget, BudgetExhausted, Machine
+from bastion.scanners.pickle.torch_legacy import storages_end
 
 SNIFF_BYTES = 64 * 1024
 SNIFF_OPS = 20_000
@@ -112,14 +113,31 @@ def scan_stream(data: memoryview, start: int, loc: Location, ctx: ScanContext, d
         else:
             ctx.skip(child, "embedded artifact not scanned (no nested scanner wired)")
 
+    machines: list[Machine] = []
+
+    def run_at(pos: int) -> int:
+        machine = Machine(data, pos, judge, ctx.limits, budget, nested=nested)
+        machines.append(machine)
+        return machine.run()
+
     try:
-        pos = Machine(data, start, judge, ctx.limits, budget, nested=nested).run()
+        pos = run_at(start)
         while pos < len(data):
             end = _trial(data, pos, Judge(catalogue), ctx, budget)
-            if end is None:
-                _sweep(data, pos, judge, ctx, loc, budget)
-                break
-            pos = Machine(data, pos, judge, ctx.limits, budget, nested=nested).run()
+            if end is not None:
+                pos = run_at(pos)
+                continue
+            results = [m.result for m in machines]
+            after = storages_end(data, pos, results, [pid for m in machines for pid in m.persistent_ids])
+            if after is not None:
+                ctx.skip(
+                    loc, f"{after - pos} bytes of legacy PyTorch tensor storage (raw, never deserialised)"
+                )
+                pos = after
+                machines.append(machines[-1])  # five pickles and their storages are consumed
+                continue
+            _sweep(data, pos, judge, ctx, loc, budget)
+            break
     finally:
         judge.flush(ctx, loc)
 

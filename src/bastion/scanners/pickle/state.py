@@ -97,6 +97,8 @@ class MachineState:
         self.proto = 0
         self.frame_end = -1
         self.ops = 0
+        self.result: object = None  # the value STOP returns
+        self.persistent_ids: list[object] = []  # torch's legacy loader needs them to skip storages
         self.max_stack = getattr(limits, "max_pickle_stack", MAX_STACK)
 
     # -- stack helpers ---------------------------------------------------------------------------
