@@ -42,6 +42,8 @@ class Machine(MachineState):
         table = self._dispatch()
         budget = self.budget
         left = budget.left
+        stack = self.stack
+        max_stack = self.max_stack
         ops = 0
         try:
             while True:
@@ -55,6 +57,8 @@ class Machine(MachineState):
                     raise BudgetExhausted(
                         f"more than {self.limits.max_pickle_opcodes} pickle opcodes", offset=at
                     )
+                if len(stack) > max_stack:
+                    raise LimitExceeded(f"pickle stack deeper than {max_stack}", offset=at)
                 if code == op.STOP:
                     self.result = self.pop(at)
                     return r.pos
@@ -83,7 +87,12 @@ class Machine(MachineState):
         self.memo_put(self.r.u8(at), at)
 
     def op_LONG_BINPUT(self, at: int) -> None:
-        self.memo_put(self.r.u32(at), at)
+        r = self.r
+        p = r.pos
+        if p + 4 > r.end:
+            raise TruncatedError("pickle data was truncated (needs 4 bytes)", offset=at)
+        r.pos = p + 4
+        self.memo_put(int.from_bytes(self.data[p : p + 4], "little"), at)
 
     def op_MEMOIZE(self, at: int) -> None:
         self.memo_put(len(self.memo), at)
@@ -92,7 +101,15 @@ class Machine(MachineState):
         self.memo_put(int(op.parse_int_line(self.r.line(at), at)), at)
 
     def op_BINGET(self, at: int) -> None:
-        self.memo_get(self.r.u8(at), at)
+        r = self.r
+        p = r.pos
+        if p >= r.end:
+            raise TruncatedError("pickle data was truncated", offset=at)
+        r.pos = p + 1
+        try:
+            self.stack.append(self.memo[self.data[p]])
+        except KeyError:
+            raise FormatError(f"memo value not found at index {self.data[p]}", offset=at) from None
 
     def op_LONG_BINGET(self, at: int) -> None:
         self.memo_get(self.r.u32(at), at)

@@ -113,19 +113,19 @@ def scan_stream(data: memoryview, start: int, loc: Location, ctx: ScanContext, d
         else:
             ctx.skip(child, "embedded artifact not scanned (no nested scanner wired)")
 
-    machines: list[Machine] = []
-
-    def run_at(pos: int) -> int:
-        machine = Machine(data, pos, judge, ctx.limits, budget, nested=nested)
-        machines.append(machine)
-        return machine.run()
+    machines: list[Machine] = [Machine(data, start, judge, ctx.limits, budget, nested=nested)]
 
     try:
-        pos = run_at(start)
+        pos = machines[0].run()
         while pos < len(data):
-            end = _trial(data, pos, Judge(catalogue), ctx, budget)
+            # A further pickle counts only if it parses to its STOP: its own judge is merged then.
+            follower = Judge(catalogue)
+            machine = Machine(data, pos, follower, ctx.limits, budget, nested=nested)
+            end = _trial(machine)
             if end is not None:
-                pos = run_at(pos)
+                judge.absorb(follower)
+                machines.append(machine)
+                pos = end
                 continue
             results = [m.result for m in machines]
             after = storages_end(data, pos, results, [pid for m in machines for pid in m.persistent_ids])
@@ -142,10 +142,10 @@ def scan_stream(data: memoryview, start: int, loc: Location, ctx: ScanContext, d
         judge.flush(ctx, loc)
 
 
-def _trial(data: memoryview, pos: int, judge: Judge, ctx: ScanContext, budget: Budget) -> int | None:
-    """Parse a pickle at ``pos`` without side effects; its end, or None if it is not one."""
+def _trial(machine: Machine) -> int | None:
+    """Run a machine over what may be a further pickle; its end, or None if it is not one."""
     try:
-        return Machine(data, pos, judge, ctx.limits, budget, nested=None).run()
+        return machine.run()
     except BudgetExhausted:
         raise
     except FormatError:

@@ -32,6 +32,23 @@ NESTED_START = frozenset(b"\x80P\x93(c]}il)NSVILFKJ")
 NestedHook = Callable[[memoryview, int], None]
 
 
+def maybe_embedded(view: memoryview) -> bool:
+    """Cheap pre-filter before a trial parse: could these bytes be an embedded pickle or archive?
+
+    Protocol 2+ pickles start with PROTO; protocol 0/1 ones start with an opcode and, complete, end
+    with STOP. Ordinary strings ("layer1.weight") fail this in O(1), so a state dict with 50,000
+    keys does not cost 50,000 trial parses.
+    """
+    if len(view) < 4:
+        return False
+    first = view[0]
+    if first == 0x80:
+        return 2 <= view[1] <= 5
+    if first == 0x50 or first == 0x93:  # "PK\x03\x04" zip, "\x93NUMPY"
+        return bytes(view[:4]) in (b"PK\x03\x04", b"\x93NUM")
+    return first in NESTED_START and view[-1] == 0x2E  # "."
+
+
 class BudgetExhausted(LimitExceeded):
     """The opcode budget of the whole scan is spent."""
 
@@ -100,6 +117,7 @@ class MachineState:
         self.result: object = None  # the value STOP returns
         self.persistent_ids: list[object] = []  # torch's legacy loader needs them to skip storages
         self.max_stack = getattr(limits, "max_pickle_stack", MAX_STACK)
+        self.memo_limit = limits.max_pickle_memo
 
     # -- stack helpers ---------------------------------------------------------------------------
     def pop(self, at: int) -> object:
@@ -122,24 +140,24 @@ class MachineState:
         return items
 
     def push(self, value: object, at: int) -> None:
-        if len(self.stack) >= self.max_stack:
-            raise LimitExceeded(f"pickle stack deeper than {self.max_stack}", offset=at)
+        # The stack limit is enforced by the run loop (an opcode pushes at most one value).
         self.stack.append(value)
 
     def memo_put(self, idx: int, at: int) -> None:
         if idx < 0:
             raise FormatError("negative PUT argument", offset=at)
-        limit = self.limits.max_pickle_memo
-        if idx >= limit or len(self.memo) >= limit:
-            raise LimitExceeded(f"pickle memo index {idx} beyond the limit of {limit}", offset=at)
-        self.memo[idx] = self.top(at)
+        if idx >= self.memo_limit or len(self.memo) >= self.memo_limit:
+            raise LimitExceeded(f"pickle memo index {idx} beyond the limit of {self.memo_limit}", offset=at)
+        stack = self.stack
+        if len(stack) <= (self.marks[-1] if self.marks else 0):
+            raise FormatError("unpickling stack underflow", offset=at)
+        self.memo[idx] = stack[-1]
 
     def memo_get(self, idx: int, at: int) -> None:
         try:
-            value = self.memo[idx]
+            self.stack.append(self.memo[idx])
         except KeyError:
             raise FormatError(f"memo value not found at index {idx}", offset=at) from None
-        self.push(value, at)
 
     # -- values ----------------------------------------------------------------------------------
     def make_global(self, module: str, name: str, at: int) -> Global:
@@ -192,7 +210,7 @@ class MachineState:
 
     def bytes_value(self, n: int, at: int, text: bool = False) -> object:
         start = self.r.need(n, at)
-        if self.nested is not None and n >= 4 and self.data[start] in NESTED_START:
+        if self.nested is not None and maybe_embedded(self.data[start : start + n]):
             self.nested(self.data[start : start + n], start)
         if n <= SMALL_BYTES:
             raw = bytes(self.data[start : start + n])
@@ -213,7 +231,8 @@ class MachineState:
     def check_text(self, s: str, at: int) -> None:
         if self.nested is not None and len(s) >= 4 and ord(s[0]) in NESTED_START:
             raw = s.encode("latin-1", "replace") if s.isascii() or max(s) <= "\xff" else s.encode("utf-8")
-            self.nested(memoryview(raw), at)
+            if maybe_embedded(memoryview(raw)):
+                self.nested(memoryview(raw), at)
 
     # -- joblib ------------------------------------------------------------------------------------
     def skip_joblib_array(self, wrapper: Call, at: int) -> None:
