@@ -125,11 +125,11 @@ def scan_zip(data: memoryview, loc: Location, ctx: ScanContext, depth: int) -> N
         ctx.skip(loc, f"{len(storage)} tensor storage members (raw bytes, never deserialised by PyTorch)")
     for info in infos:
         name = info.filename
-        member_loc = loc.child(name)
         if _unsafe_path(name):
             ctx.finding(loc, UNSAFE_MEMBER_PATH, f"member path {name!r} leaves the archive root")
         if info.is_dir() or name in storage:
             continue
+        member_loc = loc.child(name)
         if info.flag_bits & 0x1:
             ctx.problem(member_loc, FormatError.kind, "member is encrypted and cannot be scanned")
             continue
