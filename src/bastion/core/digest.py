@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass, field
 from typing import BinaryIO
 
@@ -36,10 +35,14 @@ class Digest:
 
     @classmethod
     def of_bytes(cls, data: bytes | memoryview, algorithm: str = "sha256") -> Digest:
+        import hashlib  # imported on use: the scan start-up path never hashes
+
         return cls(algorithm, hashlib.new(algorithm, data).hexdigest())
 
     @classmethod
     def of_stream(cls, stream: BinaryIO, algorithm: str = "sha256") -> Digest:
+        import hashlib
+
         h = hashlib.new(algorithm)
         while chunk := stream.read(_CHUNK):
             h.update(chunk)
