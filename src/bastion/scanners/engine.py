@@ -260,6 +260,10 @@ def scan_paths(
     for extra in options.allowlists:
         if not Path(extra).is_file():
             raise InputError(f"allowlist catalogue {extra}: no such file")
+    if options.allowlists:
+        from bastion.scanners.pickle.catalogue import load_catalogue
+
+        load_catalogue(options.allowlists)  # a malformed file is a ConfigError now, not a problem per file
     roots = [Path(p) for p in paths]
     walk_ctx = ScanContext(limits=options.limits)
     targets = list(_walk(roots, include, exclude, follow_symlinks, walk_ctx))
