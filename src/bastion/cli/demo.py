@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import sys
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 
 import click
 
 from bastion.errors import UsageError
+
+_EXTRA_HINT = "pip install 'bastion-mlsecops[demo]'"
 
 
 @click.command()
@@ -22,22 +25,17 @@ def demo(workdir: Path | None) -> None:
     from rich.table import Table
 
     console = Console()
-    try:
-        from bastion.demo.samples import make_project
-    except ImportError as exc:  # pragma: no cover - depends on extras
-        raise UsageError(
-            f"the demo needs the 'demo' extra: {exc}", hint="pip install 'bastion-mlsecops[demo]'"
-        ) from None
     with tempfile.TemporaryDirectory(prefix="bastion-demo-") as tmp:
-        root = (workdir or Path(tmp)) / "sample-project"
+        base = workdir or Path(tmp)
+        root = base / "sample-project"
         console.print(Rule("[bold]Bastion demo[/bold]"))
         console.print(f"Sample project: {root}")
         try:
+            from bastion.demo.samples import make_project
+
             described = make_project(root)
         except ImportError as exc:
-            raise UsageError(
-                f"the demo needs the 'demo' extra: {exc}", hint="pip install 'bastion-mlsecops[demo]'"
-            ) from None
+            raise UsageError(f"the demo needs the 'demo' extra: {exc}", hint=_EXTRA_HINT) from None
         table = Table(title="What the project holds", show_header=True)
         table.add_column("file")
         table.add_column("what it really is")
@@ -45,24 +43,60 @@ def demo(workdir: Path | None) -> None:
             table.add_row(name, what)
         console.print(table)
 
-        console.print(Rule("[bold]Package stage[/bold]: scan every model file without loading it"))
-        from bastion.render.text import render_text
-        from bastion.scanners.engine import scan_paths
+        stages: list[tuple[str, str, Callable[[], bool]]] = [
+            ("Package", "scan every model file without loading it", lambda: _package_stage(console, root)),
+            (
+                "Package",
+                "sign the release, store the evidence, catch tampering",
+                lambda: _evidence_stage(console, base, root / "release"),
+            ),
+        ]
+        results: list[tuple[str, str, bool]] = []
+        for stage, what, run in stages:
+            console.print(Rule(f"[bold]{stage} stage[/bold]: {what}"))
+            results.append((stage, what, run()))
 
-        report = scan_paths([root])
-        render_text(report)
-        flagged = {f.file for f in report.blocking}
-        expected_bad = {"evil.pkl", "gadget.pkl", "weights.safetensors", "checkpoint.pt"}
-        missed = expected_bad - flagged
-        false_alarms = flagged - expected_bad
-        console.print(
-            f"\nDetected {len(expected_bad & flagged)}/{len(expected_bad)} hostile files, "
-            f"{len(false_alarms)} false alarms on benign files."
-        )
-        if missed or false_alarms:
-            console.print(
-                "[bold red]demo check failed[/bold red]: "
-                f"missed={sorted(missed)} false={sorted(false_alarms)}"
+        summary = Table(title="Lifecycle walk", show_header=True)
+        summary.add_column("stage")
+        summary.add_column("what Bastion did")
+        summary.add_column("defences")
+        for stage, what, ok in results:
+            summary.add_row(
+                stage, what, "[green]as expected[/green]" if ok else "[bold red]FAILED[/bold red]"
             )
+        console.print(summary)
+        if not all(ok for _, _, ok in results):
             sys.exit(1)
-        console.print("[green]Package-stage defences behaved as expected.[/green]")
+
+
+def _package_stage(console: object, root: Path) -> bool:
+    from rich.console import Console
+
+    from bastion.render.text import render_text
+    from bastion.scanners.engine import scan_paths
+
+    assert isinstance(console, Console)
+    report = scan_paths([root])
+    render_text(report)
+    flagged = {f.file for f in report.blocking}
+    expected_bad = {"evil.pkl", "gadget.pkl", "weights.safetensors", "checkpoint.pt"}
+    missed = expected_bad - flagged
+    false_alarms = flagged - expected_bad
+    console.print(
+        f"\nDetected {len(expected_bad & flagged)}/{len(expected_bad)} hostile files, "
+        f"{len(false_alarms)} false alarms on benign files."
+    )
+    if missed or false_alarms:
+        console.print(
+            f"[bold red]missed[/bold red]={sorted(missed)} [bold red]false[/bold red]={sorted(false_alarms)}"
+        )
+    return not missed and not false_alarms
+
+
+def _evidence_stage(console: object, workdir: Path, model_dir: Path) -> bool:
+    from rich.console import Console
+
+    from bastion.demo.evidence_stage import run_evidence_stage
+
+    assert isinstance(console, Console)
+    return run_evidence_stage(console, workdir, model_dir)

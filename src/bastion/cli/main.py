@@ -15,6 +15,11 @@ from bastion.errors import BastionError
 COMMANDS: dict[str, tuple[str, str, str]] = {
     "scan": ("bastion.cli.scan", "scan", "Scan model files, folders and archives without loading them."),
     "demo": ("bastion.cli.demo", "demo", "Walk the lifecycle on a sample project Bastion makes itself."),
+    "keys": ("bastion.cli.keys", "keys", "Create, list, rotate and disable signing keys and trust."),
+    "attest": ("bastion.cli.attest", "attest", "Sign an attestation about a model, dataset or environment."),
+    "verify": ("bastion.cli.verify", "verify", "Verify an artifact against its signed attestations."),
+    "bom": ("bastion.cli.bom", "bom", "Write a CycloneDX 1.6 SBOM / ML-BOM for a model or environment."),
+    "evidence": ("bastion.cli.evidence", "evidence", "List, show, export and import stored evidence."),
 }
 
 

@@ -54,6 +54,12 @@ def make_project(root: Path) -> dict[str, str]:
     joblib.dump(model, root / "churn-model-compressed.joblib", compress=("zlib", 3))
     np.save(root / "embeddings.npy", np.random.default_rng(7).random((64, 16)))
     (root / "README.md").write_text("# churn model\nA sample project made by `bastion demo`.\n")
+    release = root / "release"  # what the team ships: the model and its card, signed in the evidence stage
+    release.mkdir(exist_ok=True)
+    joblib.dump(model, release / "churn-model.joblib")
+    (release / "README.md").write_text(
+        "---\nlicense: mit\ndatasets:\n- churn-sample\n---\n# churn model\nRandom forest on 8 features.\n"
+    )
     (root / "evil.pkl").write_bytes(hostile_pickle())
     (root / "gadget.pkl").write_bytes(gadget_pickle())
     (root / "weights.safetensors").write_bytes(hostile_pickle())  # a pickle wearing a safe name
@@ -62,7 +68,8 @@ def make_project(root: Path) -> dict[str, str]:
         "churn-model.joblib": "benign scikit-learn pipeline (joblib)",
         "churn-model-compressed.joblib": "the same, zlib-compressed",
         "embeddings.npy": "benign NumPy array",
-        "README.md": "model card",
+        "README.md": "project notes",
+        "release/": "the model to ship, with its model card",
         "evil.pkl": "pickle calling os.system",
         "gadget.pkl": "pickle calling an unknown third-party function (on no denylist)",
         "weights.safetensors": "a pickle disguised as safetensors",

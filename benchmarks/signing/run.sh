@@ -1,0 +1,30 @@
+#!/usr/bin/env bash
+# Signing benchmark: Bastion vs OpenSSF model-signing on the same data, with raw hashlib as the limit.
+#
+#   bash benchmarks/signing/run.sh                  # 2 GB file + 2,000 small files, sign + verify
+#   BENCH_CORPUS=/tmp/sigcorpus bash benchmarks/signing/run.sh   # put the corpus elsewhere
+#   BIG_MB=512 bash benchmarks/signing/run.sh       # smaller big file (quick check)
+#
+# The venv (.venvs/signing) holds model-signing (pinned) and an editable Bastion; it is created once.
+set -euo pipefail
+
+HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+ROOT="$(cd "$HERE/../.." && pwd)"
+PY="${PYTHON:-python3.11}"
+VENV="$HERE/.venvs/signing"
+MODEL_SIGNING_PIN="model-signing==1.1.1"
+
+if [[ ! -f "$VENV/.complete" ]]; then
+  rm -rf "$VENV"
+  "$PY" -m venv "$VENV"
+  "$VENV/bin/python" -m pip install --quiet --upgrade pip 2>&1 | { grep -v 'is ignored' || true; }
+  # pyopenssl: model-signing 1.1.1 imports it without declaring it
+  "$VENV/bin/python" -m pip install --quiet "$MODEL_SIGNING_PIN" pyopenssl cryptography SQLAlchemy -e "$ROOT" \
+    2>&1 | { grep -v 'is ignored\|BuildBackendWarning' || true; }
+  "$VENV/bin/python" -m pip freeze > "$VENV/freeze.txt"
+  touch "$VENV/.complete"
+fi
+
+mkdir -p "$HERE/results"
+"$VENV/bin/python" "$HERE/bench.py" --corpus "${BENCH_CORPUS:-$HERE/corpus}" --big-mb "${BIG_MB:-2048}" \
+  --results "$HERE/results"

@@ -1,0 +1,34 @@
+"""``bastion bom``: a CycloneDX 1.6 SBOM / ML-BOM for a model folder, file or Python environment."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import click
+
+
+@click.command()
+@click.argument("target")
+@click.option(
+    "--output",
+    "-o",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Write the BOM here (default: stdout).",
+)
+def bom(target: str, output: Path | None) -> None:
+    """Describe TARGET (dir:PATH, file:PATH, env:[VENV] or a bare path) as CycloneDX 1.6 JSON.
+
+    To sign it: bastion attest TARGET --predicate bom --key NAME.
+    """
+    from bastion.evidence.bom import bom_for_target
+    from bastion.evidence.targets import parse_target
+
+    document, subject = bom_for_target(parse_target(target))
+    text = json.dumps(document, indent=2, sort_keys=True, ensure_ascii=False) + "\n"
+    if output is None:
+        sys.stdout.write(text)
+    else:
+        output.write_text(text, encoding="utf-8")
+        click.echo(f"wrote {output} for {subject.name} {subject.digests[0]}", err=True)

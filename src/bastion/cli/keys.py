@@ -1,0 +1,146 @@
+"""``bastion keys``: generate, list, show, export, import, rotate and disable signing keys."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+
+import click
+
+PASSPHRASE_ENV = "BASTION_KEY_PASSPHRASE"  # noqa: S105 - the name of a variable, not a secret
+
+
+def get_passphrase(description: str, *, confirm: bool = False) -> str:
+    """From ``$BASTION_KEY_PASSPHRASE``, else a hidden prompt on a terminal; never echoed or logged."""
+    from bastion.evidence.errors import PassphraseError
+
+    value = os.environ.get(PASSPHRASE_ENV)
+    if value:
+        return value
+    if not sys.stdin.isatty():
+        raise PassphraseError(
+            f"a passphrase is needed for {description} and there is no terminal to ask it on",
+            hint=f"set {PASSPHRASE_ENV}",
+        )
+    answer: str = click.prompt(
+        f"Passphrase for {description}", hide_input=True, confirmation_prompt=confirm, err=True
+    )
+    return answer
+
+
+@click.group()
+def keys() -> None:
+    """Manage signing keys and the trust file under BASTION_HOME (default ~/.bastion)."""
+
+
+@keys.command()
+@click.option("--name", required=True, help="Key name (letters, digits, '.', '_', '-').")
+@click.option(
+    "--algorithm",
+    type=click.Choice(["ecdsa-p256", "ed25519"]),
+    default="ecdsa-p256",
+    show_default=True,
+    help="ecdsa-p256 is verifiable by OpenSSF model-signing; ed25519 only by Bastion.",
+)
+@click.option("--expires-in", type=click.IntRange(1, 36500), help="Days until the key expires.")
+@click.option(
+    "--scope",
+    "scopes",
+    multiple=True,
+    help="Target kinds it may sign: dir, file, env, git, image (default *).",
+)
+def generate(name: str, algorithm: str, expires_in: int | None, scopes: tuple[str, ...]) -> None:
+    """Generate a key pair; the private key is sealed with a passphrase and trusted for verification."""
+    from bastion.evidence.keys import KeyAlgorithm, Keyring
+
+    passphrase = get_passphrase(f"new key {name!r}", confirm=True)
+    info = Keyring().generate(
+        name,
+        passphrase,
+        algorithm=KeyAlgorithm(algorithm),
+        expires_in_days=expires_in,
+        scopes=scopes or ("*",),
+    )
+    click.echo(f"generated {info.algorithm.value} key {info.name!r} id {info.key_id}")
+
+
+@keys.command(name="list")
+@click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True)
+def list_keys(fmt: str) -> None:
+    """List every key in the trust file."""
+    from bastion.evidence.keys import Keyring
+
+    entries = Keyring().entries()
+    if fmt == "json":
+        payload = [{k: v for k, v in e.to_dict().items() if k != "public_key"} for e in entries]
+        click.echo(json.dumps(payload, indent=2))
+        return
+    if not entries:
+        click.echo("no keys yet: bastion keys generate --name NAME")
+    for e in entries:
+        private = "private+public" if e.has_private else "public only"
+        expiry = f" expires {e.expires}" if e.expires else ""
+        click.echo(
+            f"{e.name:<20} {e.short_id}  {e.algorithm.value:<10} {e.status.value:<8} {private}"
+            f"  scopes={','.join(e.scopes)}{expiry}"
+        )
+
+
+@keys.command()
+@click.argument("name")
+def show(name: str) -> None:
+    """Show one key (its public half) as JSON."""
+    from bastion.evidence.keys import Keyring
+
+    click.echo(json.dumps(Keyring().find(name).to_dict(), indent=2))
+
+
+@keys.command(name="export-public")
+@click.argument("name")
+@click.option("--output", "-o", type=click.Path(dir_okay=False, path_type=Path), help="Write the PEM here.")
+def export_public(name: str, output: Path | None) -> None:
+    """Print the public key (PEM), e.g. for `model_signing verify key --public_key`."""
+    from bastion.evidence.keys import Keyring
+
+    pem = Keyring().find(name).public_pem
+    if output is None:
+        click.echo(pem, nl=False)
+    else:
+        output.write_text(pem, encoding="utf-8")
+
+
+@keys.command(name="import-public")
+@click.argument("name")
+@click.argument("pem_file", type=click.Path(dir_okay=False, exists=True, path_type=Path))
+@click.option("--scope", "scopes", multiple=True, help="Target kinds it is trusted for (default *).")
+@click.option("--expires", help="Stop trusting it at this time (2030-01-31T00:00:00Z).")
+def import_public(name: str, pem_file: Path, scopes: tuple[str, ...], expires: str | None) -> None:
+    """Trust someone else's public key (P-256 or Ed25519 PEM)."""
+    from bastion.evidence.keys import Keyring
+
+    info = Keyring().import_public(name, pem_file.read_bytes(), scopes=scopes or ("*",), expires=expires)
+    click.echo(f"trusting {info.algorithm.value} key {info.name!r} id {info.key_id}")
+
+
+@keys.command()
+@click.argument("name")
+@click.option("--expires-in", type=click.IntRange(1, 36500), help="Days until the new key expires.")
+def rotate(name: str, expires_in: int | None) -> None:
+    """Replace NAME's active key with a new one; the old one is retired (still verifies, never signs)."""
+    from bastion.evidence.keys import Keyring
+
+    passphrase = get_passphrase(f"the new version of {name!r}", confirm=True)
+    old, new = Keyring().rotate(name, passphrase, expires_in_days=expires_in)
+    click.echo(f"retired {old.short_id}; {name!r} is now {new.key_id}")
+
+
+@keys.command()
+@click.argument("name")
+def disable(name: str) -> None:
+    """Disable a key (e.g. compromised): nothing it signed verifies any more."""
+    from bastion.evidence.keys import Keyring, KeyStatus
+
+    info = Keyring().set_status(name, KeyStatus.DISABLED)
+    click.echo(f"disabled {info.name!r} ({info.key_id})")

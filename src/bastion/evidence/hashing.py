@@ -1,0 +1,347 @@
+"""Parallel, streaming file hashing for attestations, with an opt-in digest cache.
+
+Two serializations, named as OpenSSF model-signing names them so either tool can recompute them:
+
+* ``files`` (default): one digest per file (algorithm ``sha256`` or ``blake3``); the only one the
+  ``model_signing`` CLI verifies.
+* ``shards``: one digest per ``shard_size`` slice of every non-empty file (algorithm
+  ``sha256-sharded-<shard_size>``), so one huge file is hashed on every core.
+
+Work is split into (file, start, end) tasks run on a thread pool (hashlib releases the GIL), each
+streaming through one fixed buffer: memory stays at ``workers x buffer`` whatever the model size.
+
+The cache (``DigestCache``) maps (device, inode, size, mtime_ns, ctime_ns, algorithm, range) to a
+digest. ctime is part of the key because, unlike mtime, a user cannot set it back, so
+``touch -d`` after an edit does not fool the cache.
+"""
+
+from __future__ import annotations
+
+import enum
+import fnmatch
+import hashlib
+import os
+import sqlite3
+import stat
+import threading
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
+from typing import Protocol
+
+from bastion.evidence.errors import TargetError
+
+DEFAULT_SHARD_SIZE = 256 * 1024 * 1024
+GIT_PATHS = (".git", ".gitattributes", ".github", ".gitignore")
+_BUFFER = 8 * 1024 * 1024
+
+
+class Method(enum.Enum):
+    FILES = "files"
+    SHARDS = "shards"
+
+
+@dataclass(frozen=True)
+class HashSpec:
+    method: Method = Method.FILES
+    algorithm: str = "sha256"
+    shard_size: int = DEFAULT_SHARD_SIZE
+
+    def __post_init__(self) -> None:
+        if self.algorithm not in ("sha256", "blake3"):
+            raise ValueError(f"unsupported hash algorithm {self.algorithm!r}")
+        if self.method is Method.SHARDS and (self.algorithm != "sha256" or self.shard_size < 1):
+            raise ValueError("shard serialization needs sha256 and a positive shard size")
+
+    @property
+    def resource_algorithm(self) -> str:
+        if self.method is Method.SHARDS:
+            return f"{self.algorithm}-sharded-{self.shard_size}"
+        return self.algorithm
+
+
+@dataclass(frozen=True)
+class FileEntry:
+    """One regular file of a target: its name in the manifest and where its bytes are."""
+
+    name: str  # POSIX path relative to the root; "." when the target is a single file
+    path: Path
+    size: int
+    stat_key: tuple[int, int, int, int, int]  # dev, ino, size, mtime_ns, ctime_ns
+    via_symlink: bool = False
+
+
+@dataclass(frozen=True)
+class Resource:
+    """A digest of a whole file (``start is None``) or of one shard of it."""
+
+    file: str
+    start: int | None
+    end: int | None
+    algorithm: str
+    digest: str
+
+    @property
+    def name(self) -> str:
+        return self.file if self.start is None else f"{self.file}:{self.start}:{self.end}"
+
+    @property
+    def sort_key(self) -> tuple[tuple[str, ...], int, int]:
+        return (PurePosixPath(self.file).parts, self.start or 0, self.end or 0)
+
+
+@dataclass(frozen=True)
+class Selection:
+    """Which files of a folder are attested: globs over POSIX relative paths, plus ignored paths."""
+
+    include: tuple[str, ...] = ()
+    exclude: tuple[str, ...] = ()
+    ignore_paths: tuple[str, ...] = GIT_PATHS
+
+    def wants(self, name: str) -> bool:
+        if any(_under(name, ignored) for ignored in self.ignore_paths):
+            return False
+        if self.include and not any(_matches(name, pattern) for pattern in self.include):
+            return False
+        return not any(_matches(name, pattern) for pattern in self.exclude)
+
+
+def _under(name: str, prefix: str) -> bool:
+    prefix = prefix.strip("/")
+    return name == prefix or name.startswith(prefix + "/")
+
+
+def _matches(name: str, pattern: str) -> bool:
+    return fnmatch.fnmatchcase(name, pattern) or _under(name, pattern)
+
+
+def walk(
+    root: Path, selection: Selection = Selection(), *, allow_outside_symlinks: bool = False
+) -> list[FileEntry]:
+    """Every selected regular file under ``root`` (or ``root`` itself when it is a file), sorted.
+
+    Refused with ``TargetError``: a missing root, special files, symlinked directories and symlinks
+    whose target leaves the root (unless ``allow_outside_symlinks``), dangling symlinks.
+    """
+    try:
+        root_stat = root.lstat()
+    except OSError as exc:
+        raise TargetError(f"cannot read {root}: {exc.strerror}") from None
+    if stat.S_ISLNK(root_stat.st_mode):
+        raise TargetError(f"{root} is a symlink", hint="attest the real path it points to")
+    if stat.S_ISREG(root_stat.st_mode):
+        return [_entry(".", root, root_stat, False)]
+    if not stat.S_ISDIR(root_stat.st_mode):
+        raise TargetError(f"{root} is neither a regular file nor a folder")
+    real_root = root.resolve()
+    entries: list[FileEntry] = []
+    for dirpath, dirnames, filenames in os.walk(root, onerror=_raise):
+        dirnames.sort()
+        base = Path(dirpath)
+        for dirname in list(dirnames):
+            rel = (base / dirname).relative_to(root).as_posix()
+            if any(_under(rel, ignored) for ignored in selection.ignore_paths):
+                dirnames.remove(dirname)
+            elif (base / dirname).is_symlink():
+                raise TargetError(f"{rel} is a symlinked folder; Bastion does not follow those")
+        for filename in sorted(filenames):
+            path = base / filename
+            rel = path.relative_to(root).as_posix()
+            if not selection.wants(rel):
+                continue
+            entries.append(_checked(root, real_root, rel, path, allow_outside_symlinks))
+    entries.sort(key=lambda e: PurePosixPath(e.name).parts)
+    return entries
+
+
+def _raise(error: OSError) -> None:
+    raise TargetError(f"cannot read {error.filename}: {error.strerror}")
+
+
+def _checked(root: Path, real_root: Path, rel: str, path: Path, allow_outside: bool) -> FileEntry:
+    try:
+        link = path.lstat()
+    except OSError as exc:
+        raise TargetError(f"cannot read {rel}: {exc.strerror}") from None
+    via_symlink = stat.S_ISLNK(link.st_mode)
+    if via_symlink:
+        target = path.resolve()
+        if not allow_outside and not target.is_relative_to(real_root):
+            raise TargetError(
+                f"{rel} is a symlink leaving {root} (to {target})",
+                hint="remove it, or pass --allow-symlinks-outside if this is intended",
+            )
+        try:
+            link = path.stat()
+        except OSError:
+            raise TargetError(f"{rel} is a dangling symlink") from None
+    if not stat.S_ISREG(link.st_mode):
+        raise TargetError(f"{rel} is not a regular file (device, pipe or socket)")
+    return _entry(rel, path, link, via_symlink)
+
+
+def _entry(name: str, path: Path, st: os.stat_result, via_symlink: bool) -> FileEntry:
+    key = (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
+    return FileEntry(name, path, st.st_size, key, via_symlink)
+
+
+# --- hashing -----------------------------------------------------------------------------------
+
+
+class _Hasher(Protocol):
+    def update(self, data: bytes | memoryview, /) -> object: ...
+    def hexdigest(self) -> str: ...
+
+
+def _new_hasher(algorithm: str) -> _Hasher:
+    if algorithm == "blake3":
+        try:
+            import blake3  # type: ignore[import-not-found,unused-ignore]
+        except ImportError:
+            raise TargetError("blake3 hashing needs the 'blake3' package") from None
+        hasher: _Hasher = blake3.blake3(max_threads=blake3.blake3.AUTO)
+        return hasher
+    return hashlib.sha256()
+
+
+def hash_range(path: Path, start: int, end: int, algorithm: str = "sha256") -> str:
+    """Digest of ``path[start:end]``, streamed through one buffer. The file must still be that long."""
+    hasher = _new_hasher(algorithm)
+    buffer = bytearray(min(_BUFFER, max(end - start, 1)))
+    view = memoryview(buffer)
+    try:
+        with path.open("rb", buffering=0) as fh:
+            fh.seek(start)
+            remaining = end - start
+            while remaining > 0:
+                got = fh.readinto(view[: min(len(buffer), remaining)])
+                if not got:
+                    raise TargetError(f"{path} shrank while it was being hashed")
+                hasher.update(view[:got])
+                remaining -= got
+    except OSError as exc:
+        raise TargetError(f"cannot read {path}: {exc.strerror}") from None
+    return hasher.hexdigest()
+
+
+def tasks_for(entries: Iterable[FileEntry], spec: HashSpec) -> list[tuple[FileEntry, int | None, int | None]]:
+    tasks: list[tuple[FileEntry, int | None, int | None]] = []
+    for entry in entries:
+        if spec.method is Method.FILES:
+            tasks.append((entry, None, None))
+            continue
+        for start in range(0, entry.size, spec.shard_size):
+            tasks.append((entry, start, min(start + spec.shard_size, entry.size)))
+    return tasks
+
+
+def hash_entries(
+    entries: list[FileEntry],
+    spec: HashSpec,
+    *,
+    workers: int | None = None,
+    cache: DigestCache | None = None,
+    progress: Callable[[str, int], None] | None = None,
+) -> list[Resource]:
+    """Resources for ``entries`` in manifest order (by path components, then offset)."""
+    tasks = tasks_for(entries, spec)
+    results: dict[int, str] = {}
+    pending: list[int] = []
+    for index, (entry, start, end) in enumerate(tasks):
+        cached = cache.get(entry, spec.algorithm, start, end) if cache else None
+        if cached is None:
+            pending.append(index)
+        else:
+            results[index] = cached
+    pending.sort(key=lambda i: -_length(tasks[i]))  # biggest first: better balance across workers
+
+    def run(index: int) -> tuple[int, str]:
+        entry, start, end = tasks[index]
+        digest = hash_range(entry.path, start or 0, entry.size if end is None else end, spec.algorithm)
+        if progress:
+            progress(entry.name, _length(tasks[index]))
+        return index, digest
+
+    count = workers or os.cpu_count() or 1
+    if spec.algorithm == "blake3" or count == 1 or len(pending) <= 1:
+        computed: Iterator[tuple[int, str]] = map(run, pending)
+        results.update(computed)
+    else:
+        with ThreadPoolExecutor(max_workers=count, thread_name_prefix="bastion-hash") as pool:
+            results.update(pool.map(run, pending))
+    _check_unchanged(entries)
+    if cache:
+        cache.put_many((tasks[i][0], spec.algorithm, tasks[i][1], tasks[i][2], results[i]) for i in pending)
+    resources = [
+        Resource(entry.name, start, end, spec.resource_algorithm, results[index])
+        for index, (entry, start, end) in enumerate(tasks)
+    ]
+    resources.sort(key=lambda r: r.sort_key)
+    return resources
+
+
+def _length(task: tuple[FileEntry, int | None, int | None]) -> int:
+    entry, start, end = task
+    return (entry.size if end is None else end) - (start or 0)
+
+
+def _check_unchanged(entries: list[FileEntry]) -> None:
+    """A file that changed while it was hashed gives a digest of nothing real: refuse it."""
+    for entry in entries:
+        try:
+            st = entry.path.stat()
+        except OSError as exc:
+            raise TargetError(f"{entry.name} vanished while it was hashed: {exc.strerror}") from None
+        if (st.st_size, st.st_mtime_ns) != (entry.stat_key[2], entry.stat_key[3]):
+            raise TargetError(f"{entry.name} changed while it was hashed; try again")
+
+
+def root_digest(resources: Iterable[Resource]) -> str:
+    """The model-signing subject digest: SHA-256 over the raw resource digests, in manifest order."""
+    hasher = hashlib.sha256()
+    for resource in resources:
+        hasher.update(bytes.fromhex(resource.digest))
+    return hasher.hexdigest()
+
+
+class DigestCache:
+    """Opt-in cache of file digests in a SQLite file (stdlib ``sqlite3``; safe across threads)."""
+
+    def __init__(self, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        self._lock = threading.Lock()
+        self._db = sqlite3.connect(path, check_same_thread=False)
+        self._db.execute(
+            "CREATE TABLE IF NOT EXISTS digests (dev INTEGER, ino INTEGER, size INTEGER, mtime_ns INTEGER,"
+            " ctime_ns INTEGER, algorithm TEXT, start INTEGER, stop INTEGER, digest TEXT NOT NULL,"
+            " PRIMARY KEY (dev, ino, size, mtime_ns, ctime_ns, algorithm, start, stop))"
+        )
+        self._db.commit()
+        self.hits = 0
+
+    def get(self, entry: FileEntry, algorithm: str, start: int | None, end: int | None) -> str | None:
+        key = (*entry.stat_key, algorithm, start if start is not None else -1, end if end is not None else -1)
+        with self._lock:
+            row = self._db.execute(
+                "SELECT digest FROM digests WHERE dev=? AND ino=? AND size=? AND mtime_ns=? AND ctime_ns=?"
+                " AND algorithm=? AND start=? AND stop=?",
+                key,
+            ).fetchone()
+        if row is not None:
+            self.hits += 1
+            return str(row[0])
+        return None
+
+    def put_many(self, items: Iterable[tuple[FileEntry, str, int | None, int | None, str]]) -> None:
+        rows = [
+            (*e.stat_key, alg, s if s is not None else -1, t if t is not None else -1, digest)
+            for e, alg, s, t, digest in items
+        ]
+        with self._lock:
+            self._db.executemany("INSERT OR REPLACE INTO digests VALUES (?,?,?,?,?,?,?,?,?)", rows)
+            self._db.commit()
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()
