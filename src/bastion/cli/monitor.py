@@ -1,0 +1,294 @@
+"""``bastion monitor``: baselines, checks of data windows, alarms and their history.
+
+Exit codes of ``check``: 0 OK, 1 ALARM, 3 INSUFFICIENT_DATA; 2 when the check could not run
+(unreadable data, malformed baseline or constraints). Other subcommands: 0, or 2 on error.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+
+from bastion.errors import BastionError
+
+_DATA = click.Path(exists=False, path_type=Path)
+
+
+class _Group(click.Group):
+    """Turns Bastion errors into their diagnostics and exit code, whoever invokes the group."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except BastionError as exc:
+            click.echo(f"bastion: error: {exc.diagnostics()}", err=True)
+            ctx.exit(exc.exit_code)
+
+
+@click.group(cls=_Group)
+def monitor() -> None:
+    """Baselines, data-quality and drift checks, alarms.
+
+    Exit codes of check: 0 OK, 1 ALARM, 3 INSUFFICIENT_DATA, 2 error.
+    """
+
+
+def _emit(text: str, output: Path | None) -> None:
+    if output is None:
+        click.echo(text, nl=not text.endswith("\n"))
+    else:
+        output.write_text(text, encoding="utf-8")
+
+
+@monitor.command()
+@click.option(
+    "--data",
+    "data",
+    multiple=True,
+    required=True,
+    type=_DATA,
+    help="CSV / JSON lines / Parquet file or folder.",
+)
+@click.option(
+    "--out", required=True, type=click.Path(file_okay=False, path_type=Path), help="Baseline folder."
+)
+@click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True)
+def baseline(data: tuple[Path, ...], out: Path, fmt: str) -> None:
+    """Profile training data into statistics.json, constraints.json and bastion-baseline.json."""
+    from bastion.monitor import build_baseline, write_baseline
+
+    base = build_baseline(list(data))
+    written = write_baseline(base, out)
+    columns = {
+        name: {"inferred_type": col.inferred_type, "completeness": round(col.completeness, 6)}
+        for name, col in base.profile.columns.items()
+    }
+    if fmt == "json":
+        doc = {"schema_version": "bastion.monitor.baseline-summary/1", "rows": base.profile.rows}
+        doc |= {"columns": columns, "files": [str(p) for p in written]}
+        click.echo(json.dumps(doc, indent=2))
+        return
+    click.echo(f"Baseline of {base.profile.rows} rows, {len(columns)} columns:")
+    for name, info in columns.items():
+        click.echo(f"  {name:30s} {info['inferred_type']:10s} completeness {info['completeness']:.4f}")
+    for path in written:
+        click.echo(f"wrote {path}")
+
+
+@monitor.command()
+@click.argument("baselines", nargs=-1, required=True, type=click.Path(file_okay=False, path_type=Path))
+@click.option("--out", required=True, type=click.Path(file_okay=False, path_type=Path))
+def merge(baselines: tuple[Path, ...], out: Path) -> None:
+    """Merge baselines profiled separately (per file, partition or machine) into one."""
+    from bastion.monitor.baseline import load_baseline, make_baseline, merge_profiles, write_baseline
+
+    loaded = [load_baseline(b) for b in baselines]
+    merged = make_baseline(
+        merge_profiles([b.profile for b in loaded]), tuple(s for b in loaded for s in b.sources)
+    )
+    for path in write_baseline(merged, out):
+        click.echo(f"wrote {path}")
+    click.echo(f"merged {len(loaded)} baselines: {merged.profile.rows} rows")
+
+
+def _text_report(report: Any) -> str:
+    lines = [f"status: {report.status.value}  ({report.rows} rows vs baseline of {report.reference_rows})"]
+    if report.drifted_columns:
+        lines.append("drifted columns: " + ", ".join(report.drifted_columns))
+    for v in report.violations:
+        lines.append(f"  [{v.severity}] {v.feature_name}: {v.constraint_check_type}: {v.description}")
+    lines.append(
+        f"{'column':24s} {'drift':6s} {'method':18s} {'statistic':>10s} {'threshold':>9s} {'p_adj':>9s}"
+    )
+    for c in report.columns:
+        drift = {True: "YES", False: "no", None: "-"}[c.drift]
+        stat = f"{c.statistic:.4g}" if c.statistic is not None else "-"
+        thr = f"{c.threshold:g}" if c.threshold is not None else "-"
+        p = f"{c.p_value_adjusted:.2g}" if c.p_value_adjusted is not None else "-"
+        lines.append(f"{c.name:24s} {drift:6s} {c.method or c.note or '-':18s} {stat:>10s} {thr:>9s} {p:>9s}")
+    return "\n".join(lines) + "\n"
+
+
+@monitor.command()
+@click.option("--baseline", "baseline_dir", required=True, type=click.Path(file_okay=False, path_type=Path))
+@click.option(
+    "--data", "data", multiple=True, required=True, type=_DATA, help="The window: file(s) or folder(s)."
+)
+@click.option(
+    "--format", "fmt", type=click.Choice(["text", "json", "html"]), default="text", show_default=True
+)
+@click.option(
+    "-o", "--output", type=click.Path(dir_okay=False, path_type=Path), help="Write the report here."
+)
+@click.option("--monitor", "monitor_name", help="Record this evaluation as a datapoint of this alarm.")
+def check(
+    baseline_dir: Path, data: tuple[Path, ...], fmt: str, output: Path | None, monitor_name: str | None
+) -> None:
+    """Check a data window against a baseline: violations and drift per column."""
+    from bastion.monitor import check as run_check
+    from bastion.monitor import load_baseline
+
+    base = load_baseline(baseline_dir)
+    report = run_check(base, list(data))
+    evaluation = None
+    if monitor_name:
+        from bastion.monitor.store import MonitorStore
+
+        summary = {
+            "status": report.status.value,
+            "rows": report.rows,
+            "drifted_columns": report.drifted_columns,
+        }
+        summary["violations"] = len(report.violations)
+        evaluation = MonitorStore().record(monitor_name, report.status.value, summary)
+    if fmt == "json":
+        doc = report.to_json()
+        if evaluation is not None:
+            doc["alarm"] = _evaluation_json(evaluation)
+        _emit(json.dumps(doc, indent=2) + "\n", output)
+    elif fmt == "html":
+        from bastion.monitor.html_report import render_html
+
+        _emit(render_html(report), output)
+    else:
+        text = _text_report(report)
+        if evaluation is not None:
+            text += (
+                f"alarm {evaluation.alarm}: {evaluation.state_before.value} -> {evaluation.state_after.value}"
+            )
+            text += f" ({evaluation.reason})\n"
+            text += "".join(
+                f"  action {a.kind} {a.target}: {'ok' if a.ok else 'FAILED'} {a.detail}\n"
+                for a in evaluation.actions
+            )
+        _emit(text, output)
+    sys.exit(report.exit_code)
+
+
+def _evaluation_json(ev: Any) -> dict[str, Any]:
+    return {
+        "id": ev.id,
+        "alarm": ev.alarm,
+        "at": ev.at,
+        "status": ev.status,
+        "datapoint": ev.datapoint,
+        "state_before": ev.state_before.value,
+        "state_after": ev.state_after.value,
+        "reason": ev.reason,
+        "actions": [{"kind": a.kind, "target": a.target, "ok": a.ok, "detail": a.detail} for a in ev.actions],
+    }
+
+
+@monitor.command("alarm-set")
+@click.argument("name")
+@click.option("--periods", "-n", default=1, show_default=True, help="N: datapoints evaluated.")
+@click.option(
+    "--datapoints", "-m", default=1, show_default=True, help="M: breaching datapoints that raise the alarm."
+)
+@click.option(
+    "--missing-data",
+    type=click.Choice(["missing", "ignore", "breaching", "not-breaching"]),
+    default="missing",
+    show_default=True,
+)
+@click.option("--webhook", multiple=True, help="POST state changes here (http/https).")
+@click.option("--command", "commands", multiple=True, help="Run this command on state changes (no shell).")
+def alarm_set(
+    name: str,
+    periods: int,
+    datapoints: int,
+    missing_data: str,
+    webhook: tuple[str, ...],
+    commands: tuple[str, ...],
+) -> None:
+    """Create or update an alarm (M of N datapoints, missing-data policy, actions)."""
+    from bastion.monitor.actions import validate_command, validate_webhook
+    from bastion.monitor.alarms import AlarmConfig, MissingData
+    from bastion.monitor.store import MonitorStore
+
+    config = AlarmConfig(
+        name,
+        periods,
+        datapoints,
+        MissingData(missing_data),
+        tuple(validate_webhook(u) for u in webhook),
+        tuple(validate_command(c) for c in commands),
+    )
+    record = MonitorStore().put_alarm(config)
+    click.echo(
+        f"alarm {name}: {record.state.value} ({datapoints} of {periods}, missing data: {missing_data})"
+    )
+
+
+@monitor.command("alarm-delete")
+@click.argument("name")
+def alarm_delete(name: str) -> None:
+    """Delete an alarm and its recorded evaluations."""
+    from bastion.monitor.store import MonitorStore
+
+    MonitorStore().delete_alarm(name)
+    click.echo(f"deleted alarm {name}")
+
+
+@monitor.command()
+@click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True)
+def alarms(fmt: str) -> None:
+    """List alarms and their states."""
+    from bastion.monitor.store import MonitorStore
+
+    records = MonitorStore().list_alarms()
+    if fmt == "json":
+        doc = {
+            "schema_version": "bastion.monitor.alarms/1",
+            "alarms": [
+                {
+                    "name": r.config.name,
+                    "state": r.state.value,
+                    "reason": r.reason,
+                    "updated": r.updated,
+                    "evaluation_periods": r.config.evaluation_periods,
+                    "datapoints_to_alarm": r.config.datapoints_to_alarm,
+                    "missing_data": r.config.missing_data.value,
+                    "webhooks": list(r.config.webhooks),
+                    "commands": list(r.config.commands),
+                }
+                for r in records
+            ],
+        }
+        click.echo(json.dumps(doc, indent=2))
+        return
+    if not records:
+        click.echo("no alarms (create one: bastion monitor alarm-set NAME)")
+    for r in records:
+        c = r.config
+        click.echo(
+            f"{c.name:24s} {r.state.value:18s} {c.datapoints_to_alarm} of {c.evaluation_periods} "
+            f"missing={c.missing_data.value:13s} {r.updated}  {r.reason}"
+        )
+
+
+@monitor.command()
+@click.argument("name")
+@click.option("--limit", default=50, show_default=True)
+@click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True)
+def history(name: str, limit: int, fmt: str) -> None:
+    """Recorded evaluations of an alarm (normal ones too), with the actions they ran."""
+    from bastion.monitor.store import MonitorStore
+
+    evaluations = MonitorStore().history(name, limit)
+    if fmt == "json":
+        doc = {
+            "schema_version": "bastion.monitor.history/1",
+            "evaluations": [_evaluation_json(e) for e in evaluations],
+        }
+        click.echo(json.dumps(doc, indent=2))
+        return
+    for e in evaluations:
+        change = f"{e.state_before.value} -> {e.state_after.value}" if e.changed else e.state_after.value
+        click.echo(f"{e.at}  check={e.status:18s} alarm={change}")
+        for a in e.actions:
+            click.echo(f"    {a.kind} {a.target}: {'ok' if a.ok else 'FAILED'} {a.detail}")
