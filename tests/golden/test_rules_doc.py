@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 
 from bastion.scanners.catalog import all_rules, rules_markdown
@@ -21,6 +22,6 @@ def test_rules_doc_is_current() -> None:
 
 def test_every_rule_is_documented_for_users() -> None:
     for r in all_rules():
-        assert r.rule_id.startswith("BAS-M")
+        assert re.fullmatch(r"BAS-[MSPCDK]\d{3}", r.rule_id), r.rule_id
         assert r.title and r.remediation and len(r.remediation) > 20, r.rule_id
         assert r.atlas, r.rule_id

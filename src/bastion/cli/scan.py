@@ -36,7 +36,21 @@ def _severity(_ctx: click.Context, _param: click.Parameter, value: str) -> Sever
 @click.option(
     "--output", "-o", type=click.Path(dir_okay=False, path_type=Path), help="Write the report here."
 )
-@click.option("--only", type=click.Choice(["model"]), help="Force a scanner family (default: detect).")
+@click.option(
+    "--only",
+    type=click.Choice(["model", "workspace"]),
+    help="Force a scanner family (default: model files always, workspace checks for project folders).",
+)
+@click.option(
+    "--baseline",
+    type=click.Path(dir_okay=False, exists=True, path_type=Path),
+    help="Accept the findings recorded in this baseline (matched by fingerprint, not line).",
+)
+@click.option(
+    "--write-baseline",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Record every current finding in this baseline file (then exit as usual).",
+)
 @click.option("--include", multiple=True, help="Glob of files to scan inside folders (repeatable).")
 @click.option("--exclude", multiple=True, help="Glob of files to leave out (repeatable).")
 @click.option(
@@ -62,6 +76,8 @@ def scan(
     fail_on: Severity,
     output: Path | None,
     only: str | None,
+    baseline: Path | None,
+    write_baseline: Path | None,
     include: tuple[str, ...],
     exclude: tuple[str, ...],
     allowlists: tuple[Path, ...],
@@ -70,11 +86,12 @@ def scan(
     workers: int | None,
     progress: bool | None,
 ) -> None:
-    """Scan PATHS (model files, model folders, archives) for unsafe content.
+    """Scan PATHS (model files, model folders, archives, project workspaces) for unsafe content.
 
-    Formats are recognised by content: pickle (and PyTorch, joblib, NumPy built on it), Keras,
+    Model formats are recognised by content: pickle (and PyTorch, joblib, NumPy built on it), Keras,
     HDF5, TensorFlow SavedModel, ONNX, safetensors, GGUF, skops, zip/tar/compressed archives.
-    Nothing is ever loaded, imported or executed.
+    Project folders are also checked for secrets, personal data, unsafe ML code, risky dependencies
+    and Dockerfiles (honouring .gitignore). Nothing is ever loaded, imported or executed.
 
     Exit codes: 0 clean, 1 findings at or above --fail-on, 2 could not decide, 3 nothing scannable.
     """
@@ -88,12 +105,19 @@ def scan(
         "strict": strict,
         "follow_symlinks": follow_symlinks,
         "workers": workers,
+        "families": (only,) if only else None,
+        "baseline": baseline,
     }
     show_progress = sys.stderr.isatty() if progress is None else progress
     try:
         report = _scan_with_progress(paths, options) if show_progress else scan_paths(paths, **options)
     except OSError as exc:
         raise UsageError(f"cannot scan: {exc}") from None
+    if write_baseline is not None:
+        from bastion.scanners.workspace.baseline import write_baseline as _write
+
+        n = _write(report, write_baseline)
+        click.echo(f"baseline: {n} findings recorded in {write_baseline}", err=True)
     _emit(report, OutputFormat(fmt), output)
     sys.exit(report.exit_code)
 

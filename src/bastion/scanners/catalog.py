@@ -1,4 +1,4 @@
-"""Every detection rule Bastion's model scanners can report (for SARIF, docs and `--list-rules`)."""
+"""Every detection rule Bastion's scanners (models, workspaces) can report (SARIF, docs, `--list-rules`)."""
 
 from __future__ import annotations
 
@@ -17,6 +17,11 @@ _MODULES = (
     "bastion.scanners.gguf",
     "bastion.scanners.keras",
     "bastion.scanners.skops",
+    "bastion.scanners.workspace.secrets",
+    "bastion.scanners.workspace.pii",
+    "bastion.scanners.workspace.unsafe_code",
+    "bastion.scanners.workspace.dependencies",
+    "bastion.scanners.workspace.dockerfile",
 )
 
 
@@ -29,10 +34,13 @@ def all_rules() -> list[Rule]:
 
 def rules_markdown() -> str:
     lines = [
-        "# Model scanner rules",
+        "# Scanner rules",
         "",
         "Generated from the code (`bastion.scanners.catalog.rules_markdown`); the test suite fails when",
         "this file is stale (`BASTION_UPDATE_GOLDEN=1 pytest tests/golden` rewrites it).",
+        "",
+        "Ranges: `BAS-M` model files, `BAS-S` secrets, `BAS-P` personal data, `BAS-C` unsafe code,",
+        "`BAS-D` dependencies, `BAS-K` Dockerfiles.",
         "",
         "| rule | severity | kind | what it means | ATLAS | CWE |",
         "| --- | --- | --- | --- | --- | --- |",

@@ -16,12 +16,17 @@ import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from bastion import __version__
 from bastion.core import ProblemKind, ScanReport, Severity, ToolInfo
 from bastion.errors import InputError
 from bastion.scanners.detect import EXECUTABLE, INERT, Format, extension_mismatch, sniff
 from bastion.scanners.interface import FormatError, Limits, Location, ScanContext, rule
+
+if TYPE_CHECKING:
+    from bastion.scanners.workspace.config import WorkspaceConfig
+    from bastion.scanners.workspace.gitignore import IgnoreRules
 
 DISGUISED = rule(
     "BAS-M001",
@@ -105,6 +110,17 @@ class Options:
     limits: Limits = field(default_factory=Limits)
     strict: bool = False  # unrecognised binary files are problems instead of skipped
     allowlists: tuple[str, ...] = ()  # organisation catalogue files extending the built-in allowlist
+    model: bool = True  # run the model-file scanners
+    workspace: WorkspaceConfig | None = (
+        None  # run the workspace checks (secrets, PII, code...) with these settings
+    )
+
+
+FAMILIES = ("model", "workspace")
+# Files whose presence at the top of a folder make it a project (workspace checks on by default).
+_PROJECT_MARKERS = (".git", ".gitignore", "pyproject.toml", "setup.py", "setup.cfg", "Pipfile", "Dockerfile")
+_PROJECT_SUFFIXES = (".py", ".ipynb", ".csv", ".env", ".tsv", ".jsonl")
+_NOT_SCANNABLE = ("text file: not a model", "unrecognised binary format: not scanned")
 
 
 def dispatch(data: memoryview, loc: Location, ctx: ScanContext, depth: int, options: Options) -> None:
@@ -156,8 +172,26 @@ def _not_scannable(
         ctx.skip(loc, "empty file" if fmt is Format.EMPTY else "text file: not a model")
 
 
-def scan_file(path: Path, display: str, options: Options) -> ScanContext:
-    """Scan one file from disk (mapped, never read whole) and return its results."""
+def _scan_workspace(view: memoryview, loc: Location, ctx: ScanContext, options: Options) -> None:
+    from bastion.scanners.workspace.scan import scan_workspace
+
+    assert options.workspace is not None
+    before = len(ctx.scanned)
+    try:
+        scan_workspace(view, loc, ctx, options.workspace)
+    except FormatError as exc:
+        ctx.problem(loc, exc.kind, f"workspace: {exc}", offset=exc.offset)
+    except (RecursionError, MemoryError) as exc:
+        ctx.problem(loc, ProblemKind.LIMIT_EXCEEDED, f"workspace: {type(exc).__name__}")
+    if len(ctx.scanned) > before:  # judged as a workspace file: no longer "not a model"
+        ctx.skipped = [s for s in ctx.skipped if not (s.file == loc.file and s.reason in _NOT_SCANNABLE)]
+
+
+def scan_file(path: Path, display: str, options: Options, *, workspace: bool = True) -> ScanContext:
+    """Scan one file from disk (mapped, never read whole) and return its results.
+
+    ``workspace`` False leaves out the workspace checks for this file (it is git-ignored).
+    """
     ctx = ScanContext(limits=options.limits, allowlists=options.allowlists)
     ctx.nested = lambda view, loc, c, depth: dispatch(view, loc, c, depth, options)
     loc = Location(display)
@@ -168,7 +202,10 @@ def scan_file(path: Path, display: str, options: Options) -> ScanContext:
             return ctx
         with path.open("rb") as fh:
             if size == 0:
-                dispatch(memoryview(b""), loc, ctx, 0, options)
+                if options.model:
+                    dispatch(memoryview(b""), loc, ctx, 0, options)
+                else:
+                    ctx.skip(loc, "empty file")
                 return ctx
             mapped = mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ)
     except OSError as exc:
@@ -176,7 +213,14 @@ def scan_file(path: Path, display: str, options: Options) -> ScanContext:
         return ctx
     view = memoryview(mapped)
     try:
-        dispatch(view, loc, ctx, 0, options)
+        if options.model:
+            dispatch(view, loc, ctx, 0, options)
+        if options.workspace is not None and workspace:
+            _scan_workspace(view, loc, ctx, options)
+        elif not options.model:
+            ctx.skip(loc, "ignored by .gitignore" if options.workspace is not None else "not scanned")
+        if not options.model and not any(s.file == loc.file for s in ctx.scanned) and not ctx.skipped:
+            ctx.skip(loc, "not a workspace file (binary or unrecognised)")
     except Exception as exc:  # noqa: BLE001 - per-file boundary: a scanner bug must fail closed, not crash
         ctx.problem(loc, ProblemKind.MALFORMED, f"internal scanner error ({type(exc).__name__}: {exc})")
     finally:
@@ -191,6 +235,29 @@ class _Target:
     path: Path
     display: str
     size: int
+    workspace: bool = True  # False: git-ignored, or a folder that is not a project (auto mode)
+
+
+def _is_project_file(path: Path) -> bool:
+    n = path.name
+    low = n.lower()
+    return (
+        n in _PROJECT_MARKERS
+        or low.endswith(_PROJECT_SUFFIXES)
+        or low.startswith(("requirements", "dockerfile", "containerfile"))
+        or low in ("poetry.lock", "uv.lock", "pipfile.lock")
+    )
+
+
+def is_project(root: Path) -> bool:
+    """Whether a folder looks like a project (code, notebooks, data) rather than a bare model folder."""
+    if not root.is_dir():
+        return True
+    try:
+        names = [p.name for p in root.iterdir()]
+    except OSError:
+        return False
+    return any(_is_project_file(root / n) for n in names)
 
 
 def _walk(
@@ -199,19 +266,40 @@ def _walk(
     exclude: Sequence[str],
     follow_symlinks: bool,
     ctx: ScanContext,
+    options: Options | None = None,
+    auto: bool = False,
 ) -> Iterator[_Target]:
+    from bastion.scanners.workspace.gitignore import IgnoreRules
+
+    options = options or Options()
     for root in roots:
         if not root.exists() and not root.is_symlink():
             raise InputError(f"{root}: no such file or directory")
         if root.is_file():
-            yield _Target(root, root.name, root.stat().st_size)
+            ws = options.workspace is not None and (
+                not auto or _is_project_file(root) or is_project(root.parent)
+            )
+            yield _Target(root, root.name, root.stat().st_size, ws)
             continue
         base = root.resolve()
+        workspace = options.workspace is not None and (not auto or is_project(root))
+        rules: dict[str, IgnoreRules] = {}
         for dirpath, dirnames, filenames in os.walk(root, followlinks=False):
             dirnames.sort()
+            here = Path(dirpath)
+            rel_dir = here.relative_to(root).as_posix()
+            rel_dir = "" if rel_dir == "." else rel_dir
+            ignore: IgnoreRules | None = None
+            if workspace:
+                parent = rules.get(rel_dir.rsplit("/", 1)[0] if "/" in rel_dir else "", IgnoreRules())
+                ignore = rules[rel_dir] = (rules.get(rel_dir) or parent).with_folder(here, rel_dir)
+                dirnames[:] = _prune(dirnames, rel_dir, ignore, ctx, options)
             for fname in sorted(filenames):
                 path = Path(dirpath) / fname
                 rel = path.relative_to(root).as_posix()
+                ws = workspace and ignore is not None and not ignore.ignored(rel, is_dir=False)
+                if workspace and not ws and not options.model:
+                    continue  # in a workspace-only scan, git-ignored files are not walked at all
                 if include and not any(fnmatch.fnmatch(rel, g) for g in include):
                     continue
                 if any(fnmatch.fnmatch(rel, g) for g in exclude):
@@ -229,11 +317,27 @@ def _walk(
                 if not path.is_file():
                     ctx.skip(Location(rel), "not a regular file")
                     continue
-                yield _Target(path, rel, path.stat().st_size)
+                yield _Target(path, rel, path.stat().st_size, ws)
+
+
+def _prune(
+    dirnames: list[str], rel_dir: str, ignore: IgnoreRules, ctx: ScanContext, options: Options
+) -> list[str]:
+    """Sub-folders to descend into: git internals never; git-ignored ones only when models are scanned."""
+    keep = []
+    for d in dirnames:
+        rel = f"{rel_dir}/{d}" if rel_dir else d
+        if d == ".git":
+            continue
+        if not options.model and ignore.ignored(rel, is_dir=True):
+            ctx.skip(Location(rel + "/"), "ignored by .gitignore")
+            continue
+        keep.append(d)
+    return keep
 
 
 def _scan_target(target: _Target, options: Options) -> ScanContext:
-    ctx = scan_file(target.path, target.display, options)
+    ctx = scan_file(target.path, target.display, options, workspace=target.workspace)
     ctx.nested = None  # lambdas do not cross process boundaries
     return ctx
 
@@ -253,10 +357,34 @@ def scan_paths(
     workers: int | None = None,
     progress: ProgressCallback | None = None,
     allowlists: Sequence[str | os.PathLike[str]] = (),
+    families: Sequence[str] | None = None,
+    workspace_config: WorkspaceConfig | None = None,
+    baseline: str | os.PathLike[str] | None = None,
 ) -> ScanReport:
-    """Scan files, folders and archives for unsafe model content. Never executes what it reads."""
+    """Scan files, folders and archives: model files for unsafe content, and (``families``) project
+    workspaces for secrets, personal data, unsafe code, dependencies and Dockerfiles.
+
+    ``families``: ``("model",)``, ``("workspace",)`` or both; None detects (model files always,
+    workspace checks for single files and for folders that look like projects). Never executes what
+    it reads.
+    """
     started = time.perf_counter()
-    options = Options(limits=limits or Limits(), strict=strict, allowlists=tuple(str(p) for p in allowlists))
+    roots = [Path(p) for p in paths]
+    chosen = set(families or FAMILIES)
+    if not chosen <= set(FAMILIES) or not chosen:
+        raise InputError(f"unknown scanner family in {sorted(chosen)} (choose from {', '.join(FAMILIES)})")
+    ws_config = None
+    if "workspace" in chosen:
+        from bastion.scanners.workspace.config import load_config
+
+        ws_config = workspace_config or load_config(roots[0] if roots else Path("."), strict=strict)
+    options = Options(
+        limits=limits or Limits(),
+        strict=strict,
+        allowlists=tuple(str(p) for p in allowlists),
+        model="model" in chosen,
+        workspace=ws_config,
+    )
     for extra in options.allowlists:
         if not Path(extra).is_file():
             raise InputError(f"allowlist catalogue {extra}: no such file")
@@ -264,9 +392,8 @@ def scan_paths(
         from bastion.scanners.pickle.catalogue import load_catalogue
 
         load_catalogue(options.allowlists)  # a malformed file is a ConfigError now, not a problem per file
-    roots = [Path(p) for p in paths]
     walk_ctx = ScanContext(limits=options.limits)
-    targets = list(_walk(roots, include, exclude, follow_symlinks, walk_ctx))
+    targets = list(_walk(roots, include, exclude, follow_symlinks, walk_ctx, options, auto=families is None))
     if len(targets) > options.limits.max_files:
         raise InputError(f"{len(targets)} files exceed the limit of {options.limits.max_files}")
     results: list[ScanContext] = [walk_ctx]
@@ -286,7 +413,7 @@ def scan_paths(
             results.append(_scan_target(target, options))
             if progress:
                 progress(target.display, target.size)
-    return ScanReport(
+    report = ScanReport(
         roots=tuple(str(p) for p in roots),
         findings=tuple(f for c in results for f in c.findings),
         problems=tuple(p for c in results for p in c.problems),
@@ -297,6 +424,11 @@ def scan_paths(
         fail_on=fail_on,
         extras={"files": len(targets), "bytes": sum(t.size for t in targets)},
     )
+    if baseline is not None:
+        from bastion.scanners.workspace.baseline import apply_baseline, load_baseline
+
+        report = apply_baseline(report, load_baseline(Path(baseline)))
+    return report
 
 
 def total_size(paths: Iterable[str | os.PathLike[str]]) -> int:
