@@ -6,10 +6,14 @@ import sys
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
 from bastion.errors import UsageError
+
+if TYPE_CHECKING:
+    from rich.console import Console
 
 _EXTRA_HINT = "pip install 'bastion-mlsecops[demo]'"
 
@@ -43,12 +47,26 @@ def demo(workdir: Path | None) -> None:
             table.add_row(name, what)
         console.print(table)
 
+        from bastion.demo.evidence_stage import run_evidence_stage
+        from bastion.demo.monitor_stage import run_monitor_stage
+        from bastion.demo.workspace_stage import run_workspace_stage
+
         stages: list[tuple[str, str, Callable[[], bool]]] = [
+            (
+                "Train",
+                "scan the workspace for secrets, personal data, unsafe code",
+                lambda: run_workspace_stage(console, base),
+            ),
             ("Package", "scan every model file without loading it", lambda: _package_stage(console, root)),
             (
                 "Package",
                 "sign the release, store the evidence, catch tampering",
-                lambda: _evidence_stage(console, base, root / "release"),
+                lambda: run_evidence_stage(console, base, root / "release"),
+            ),
+            (
+                "Monitor",
+                "baseline the training data, check a clean and a poisoned window",
+                lambda: run_monitor_stage(console, base),
             ),
         ]
         results: list[tuple[str, str, bool]] = []
@@ -69,14 +87,11 @@ def demo(workdir: Path | None) -> None:
             sys.exit(1)
 
 
-def _package_stage(console: object, root: Path) -> bool:
-    from rich.console import Console
-
+def _package_stage(console: Console, root: Path) -> bool:
     from bastion.render.text import render_text
     from bastion.scanners.engine import scan_paths
 
-    assert isinstance(console, Console)
-    report = scan_paths([root])
+    report = scan_paths([root], families=("model",))
     render_text(report)
     flagged = {f.file for f in report.blocking}
     expected_bad = {"evil.pkl", "gadget.pkl", "weights.safetensors", "checkpoint.pt"}
@@ -91,12 +106,3 @@ def _package_stage(console: object, root: Path) -> bool:
             f"[bold red]missed[/bold red]={sorted(missed)} [bold red]false[/bold red]={sorted(false_alarms)}"
         )
     return not missed and not false_alarms
-
-
-def _evidence_stage(console: object, workdir: Path, model_dir: Path) -> bool:
-    from rich.console import Console
-
-    from bastion.demo.evidence_stage import run_evidence_stage
-
-    assert isinstance(console, Console)
-    return run_evidence_stage(console, workdir, model_dir)

@@ -20,6 +20,8 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "verify": ("bastion.cli.verify", "verify", "Verify an artifact against its signed attestations."),
     "bom": ("bastion.cli.bom", "bom", "Write a CycloneDX 1.6 SBOM / ML-BOM for a model or environment."),
     "evidence": ("bastion.cli.evidence", "evidence", "List, show, export and import stored evidence."),
+    "monitor": ("bastion.cli.monitor", "monitor", "Baselines, data-quality and drift checks, alarms."),
+    "advisories": ("bastion.cli.advisories", "advisories", "Import and inspect the offline OSV advisories."),
 }
 
 
