@@ -23,3 +23,26 @@ def benign_pickle() -> bytes:
 @pytest.fixture()
 def evil() -> bytes:
     return pickle_call("os", "system")
+
+
+def mutations(blob: bytes, n: int = 300) -> list[bytes]:
+    """Seeded random corruptions of ``blob``: flipped bytes, cuts, insertions, truncations."""
+    import random
+
+    rng = random.Random(7)
+    out = []
+    for _ in range(n):
+        b = bytearray(blob)
+        for _ in range(rng.randint(1, 6)):
+            pos = rng.randrange(len(b) or 1)
+            k = rng.random()
+            if k < 0.5 and b:
+                b[pos] = rng.randrange(256)
+            elif k < 0.7:
+                del b[pos : pos + rng.randint(1, 16)]
+            elif k < 0.85:
+                b[pos:pos] = rng.randbytes(rng.randint(1, 8))
+            else:
+                del b[pos:]
+        out.append(bytes(b))
+    return out

@@ -18,6 +18,7 @@ from bastion.scanners.interface import (
     ScanContext,
     TruncatedError,
 )
+from tests.conftest import mutations as _mutations
 
 LOC = Location("model.gguf")
 HF_TEMPLATE = """{{ bos_token }}
@@ -275,28 +276,6 @@ def test_dunders_assembled_at_render_time(payload: str) -> None:
     assert {f.rule_id for f in scan(gguf([kv_str("tokenizer.chat_template", payload)])).findings} == {
         "BAS-M230"
     }
-
-
-def _mutations(blob: bytes, n: int = 300) -> list[bytes]:
-    import random
-
-    rng = random.Random(7)
-    out = []
-    for _ in range(n):
-        b = bytearray(blob)
-        for _ in range(rng.randint(1, 6)):
-            pos = rng.randrange(len(b) or 1)
-            k = rng.random()
-            if k < 0.5 and b:
-                b[pos] = rng.randrange(256)
-            elif k < 0.7:
-                del b[pos : pos + rng.randint(1, 16)]
-            elif k < 0.85:
-                b[pos:pos] = rng.randbytes(rng.randint(1, 8))
-            else:
-                del b[pos:]
-        out.append(bytes(b))
-    return out
 
 
 @pytest.mark.parametrize("v", [1, 3])

@@ -15,6 +15,7 @@ import pytest
 from bastion.core import Severity
 from bastion.scanners.interface import FormatError, LimitExceeded, Limits, Location, ScanContext
 from bastion.scanners.keras import looks_like_hdf5, scan_hdf5, scan_keras_config
+from tests.conftest import mutations as _mutations
 
 LOC = Location("model.keras", "config.json")
 
@@ -287,28 +288,6 @@ def test_lambda_base64_that_is_not_bytecode_is_still_critical() -> None:
         "function_type": "lambda",
     }
     assert rules(scan_config(keras2_model({"class_name": "Lambda", "config": cfg}))) == ["BAS-M240"]
-
-
-def _mutations(blob: bytes, n: int = 300) -> list[bytes]:
-    import random
-
-    rng = random.Random(7)
-    out = []
-    for _ in range(n):
-        b = bytearray(blob)
-        for _ in range(rng.randint(1, 6)):
-            pos = rng.randrange(len(b) or 1)
-            k = rng.random()
-            if k < 0.5 and b:
-                b[pos] = rng.randrange(256)
-            elif k < 0.7:
-                del b[pos : pos + rng.randint(1, 16)]
-            elif k < 0.85:
-                b[pos:pos] = rng.randbytes(rng.randint(1, 8))
-            else:
-                del b[pos:]
-        out.append(bytes(b))
-    return out
 
 
 def test_random_corruption_only_raises_format_errors(tmp_path: Path) -> None:

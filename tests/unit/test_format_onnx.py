@@ -13,6 +13,7 @@ from onnx import TensorProto, helper, numpy_helper  # noqa: E402
 from bastion.core import Severity  # noqa: E402
 from bastion.scanners.interface import FormatError, LimitExceeded, Location, ScanContext, TruncatedError  # noqa: E402
 from bastion.scanners.onnx import looks_like_onnx, scan_onnx, unsafe_location_reason  # noqa: E402
+from tests.conftest import mutations as _mutations  # noqa: E402
 
 LOC = Location("model.onnx")
 
@@ -226,28 +227,6 @@ def test_model_without_graph_is_malformed() -> None:
 )
 def test_looks_like_onnx_rejects_other_content(data: bytes) -> None:
     assert not looks_like_onnx(memoryview(data))
-
-
-def _mutations(blob: bytes, n: int = 300) -> list[bytes]:
-    import random
-
-    rng = random.Random(7)
-    out = []
-    for _ in range(n):
-        b = bytearray(blob)
-        for _ in range(rng.randint(1, 6)):
-            pos = rng.randrange(len(b) or 1)
-            k = rng.random()
-            if k < 0.5 and b:
-                b[pos] = rng.randrange(256)
-            elif k < 0.7:
-                del b[pos : pos + rng.randint(1, 16)]
-            elif k < 0.85:
-                b[pos:pos] = rng.randbytes(rng.randint(1, 8))
-            else:
-                del b[pos:]
-        out.append(bytes(b))
-    return out
 
 
 def test_random_corruption_only_raises_format_errors() -> None:

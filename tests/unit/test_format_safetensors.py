@@ -18,6 +18,7 @@ from bastion.scanners.interface import (
     TruncatedError,
 )
 from bastion.scanners.safetensors import scan_safetensors
+from tests.conftest import mutations as _mutations
 
 LOC = Location("model.safetensors")
 
@@ -153,28 +154,6 @@ def test_findings_are_capped_per_rule() -> None:
     ctx = scan(craft(header, b"\0"))
     invalid = [f for f in ctx.findings if f.rule_id == "BAS-M225"]
     assert len(invalid) == 21 and invalid[-1].count == 480
-
-
-def _mutations(blob: bytes, n: int = 300) -> list[bytes]:
-    import random
-
-    rng = random.Random(7)
-    out = []
-    for _ in range(n):
-        b = bytearray(blob)
-        for _ in range(rng.randint(1, 6)):
-            pos = rng.randrange(len(b) or 1)
-            k = rng.random()
-            if k < 0.5 and b:
-                b[pos] = rng.randrange(256)
-            elif k < 0.7:
-                del b[pos : pos + rng.randint(1, 16)]
-            elif k < 0.85:
-                b[pos:pos] = rng.randbytes(rng.randint(1, 8))
-            else:
-                del b[pos:]
-        out.append(bytes(b))
-    return out
 
 
 def test_random_corruption_only_raises_format_errors() -> None:

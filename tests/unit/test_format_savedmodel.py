@@ -10,6 +10,7 @@ from bastion.core import Severity
 from bastion.scanners.interface import FormatError, Location, ScanContext, TruncatedError
 from bastion.scanners.onnx import looks_like_onnx
 from bastion.scanners.savedmodel import looks_like_savedmodel, scan_savedmodel
+from tests.conftest import mutations as _mutations
 
 LOC = Location("saved_model.pb")
 
@@ -150,28 +151,6 @@ def test_deeply_nested_garbage_does_not_recurse() -> None:
 )
 def test_sniff_rejects_non_savedmodels(data: bytes) -> None:
     assert not looks_like_savedmodel(memoryview(data))
-
-
-def _mutations(blob: bytes, n: int = 300) -> list[bytes]:
-    import random
-
-    rng = random.Random(7)
-    out = []
-    for _ in range(n):
-        b = bytearray(blob)
-        for _ in range(rng.randint(1, 6)):
-            pos = rng.randrange(len(b) or 1)
-            k = rng.random()
-            if k < 0.5 and b:
-                b[pos] = rng.randrange(256)
-            elif k < 0.7:
-                del b[pos : pos + rng.randint(1, 16)]
-            elif k < 0.85:
-                b[pos:pos] = rng.randbytes(rng.randint(1, 8))
-            else:
-                del b[pos:]
-        out.append(bytes(b))
-    return out
 
 
 def test_random_corruption_only_raises_format_errors() -> None:
