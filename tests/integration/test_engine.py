@@ -252,3 +252,12 @@ def test_truncated_zip_member_is_a_problem(tmp_path: Path) -> None:
     p = tmp_path / "cut.pt"
     p.write_bytes(cut)
     assert bastion.scan(p).verdict is Verdict.ERROR
+
+
+def test_every_model_format_has_a_scanner() -> None:
+    from bastion.scanners.detect import Format
+    from bastion.scanners.engine import _handler
+
+    not_models = {Format.EMPTY, Format.TEXT, Format.UNKNOWN}
+    for fmt in Format:
+        assert (_handler(fmt) is None) == (fmt in not_models), fmt

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import fnmatch
+import importlib
 import mmap
 import os
 import time
@@ -60,49 +61,28 @@ POLYGLOT = rule(
 Handler = Callable[[memoryview, Location, ScanContext, int], None]
 
 
+# Format -> (module, function). Imported on first use so that start-up stays fast.
+_HANDLERS: dict[Format, tuple[str, str]] = {
+    Format.PICKLE: ("bastion.scanners.pickle", "scan_pickle"),
+    Format.NUMPY: ("bastion.scanners.numpy_format", "scan_npy"),
+    Format.ZIP: ("bastion.scanners.archive", "scan_zip"),
+    Format.TAR: ("bastion.scanners.archive", "scan_tar"),
+    Format.COMPRESSED: ("bastion.scanners.compressed", "scan_compressed"),
+    Format.HDF5: ("bastion.scanners.keras", "scan_hdf5"),
+    Format.GGUF: ("bastion.scanners.gguf", "scan_gguf"),
+    Format.SAFETENSORS: ("bastion.scanners.safetensors", "scan_safetensors"),
+    Format.ONNX: ("bastion.scanners.onnx", "scan_onnx"),
+    Format.SAVEDMODEL: ("bastion.scanners.savedmodel", "scan_savedmodel"),
+}
+
+
 def _handler(fmt: Format) -> Handler | None:
-    """The scanner for a format, imported on first use so that start-up stays fast."""
-    if fmt is Format.PICKLE:
-        from bastion.scanners.pickle import scan_pickle
-
-        return scan_pickle
-    if fmt is Format.NUMPY:
-        from bastion.scanners.numpy_format import scan_npy
-
-        return scan_npy
-    if fmt is Format.ZIP:
-        from bastion.scanners.archive import scan_zip
-
-        return scan_zip
-    if fmt is Format.TAR:
-        from bastion.scanners.archive import scan_tar
-
-        return scan_tar
-    if fmt is Format.COMPRESSED:
-        from bastion.scanners.compressed import scan_compressed
-
-        return scan_compressed
-    if fmt is Format.HDF5:
-        from bastion.scanners.keras import scan_hdf5
-
-        return scan_hdf5
-    if fmt is Format.GGUF:
-        from bastion.scanners.gguf import scan_gguf
-
-        return scan_gguf
-    if fmt is Format.SAFETENSORS:
-        from bastion.scanners.safetensors import scan_safetensors
-
-        return scan_safetensors
-    if fmt is Format.ONNX:
-        from bastion.scanners.onnx import scan_onnx
-
-        return scan_onnx
-    if fmt is Format.SAVEDMODEL:
-        from bastion.scanners.savedmodel import scan_savedmodel
-
-        return scan_savedmodel
-    return None
+    """The scanner for a format; None for what is not a model (text, empty, unknown)."""
+    entry = _HANDLERS.get(fmt)
+    if entry is None:
+        return None
+    handler: Handler = getattr(importlib.import_module(entry[0]), entry[1])
+    return handler
 
 
 @dataclass(frozen=True)
