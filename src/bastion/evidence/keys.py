@@ -23,6 +23,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from bastion.core.home import bastion_home
 from bastion.errors import UsageError
 from bastion.evidence.errors import KeyNotFoundError, PassphraseError, TrustFileError
 
@@ -51,9 +52,7 @@ class KeyStatus(enum.Enum):
     DISABLED = "disabled"
 
 
-def home() -> Path:
-    """Where Bastion keeps its state: ``$BASTION_HOME`` or ``~/.bastion``."""
-    return Path(os.environ.get("BASTION_HOME") or Path.home() / ".bastion")
+home = bastion_home  # where keys, the trust file and the store live
 
 
 def now_utc() -> dt.datetime:

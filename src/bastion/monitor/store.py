@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import os
 import sqlite3
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -17,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from bastion.core.home import bastion_home
 from bastion.errors import InputError, UsageError
 from bastion.monitor.actions import ActionResult, post_webhook, run_command
 from bastion.monitor.alarms import AlarmConfig, AlarmState, MissingData, evaluate
@@ -63,10 +63,6 @@ class Evaluation:
     @property
     def changed(self) -> bool:
         return self.state_before is not self.state_after
-
-
-def bastion_home() -> Path:
-    return Path(os.environ.get("BASTION_HOME") or Path.home() / ".bastion")
 
 
 def _config_json(config: AlarmConfig) -> str:

@@ -195,7 +195,9 @@ def scan_file(path: Path, display: str, options: Options, *, workspace: bool = T
     try:
         if options.model:
             dispatch(view, loc, ctx, 0, options)
-        if options.workspace is not None and workspace:
+        # A file judged as a model format is binary: the workspace checks would skip it by content.
+        is_model = options.model and any(s.file == loc.file and s.member is None for s in ctx.scanned)
+        if options.workspace is not None and workspace and not is_model:
             _scan_workspace(view, loc, ctx, options)
         elif not options.model:
             ctx.skip(loc, "ignored by .gitignore" if options.workspace is not None else "not scanned")

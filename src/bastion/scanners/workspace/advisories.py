@@ -10,7 +10,6 @@ from __future__ import annotations
 import datetime as _dt
 import hashlib
 import json
-import os
 import re
 import zipfile
 from collections.abc import Iterator
@@ -18,17 +17,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from bastion.core.home import advisory_snapshot
 from bastion.errors import ConfigError, InputError
 
 SNAPSHOT_VERSION = 1
 
 
-def bastion_home() -> Path:
-    return Path(os.environ.get("BASTION_HOME") or Path.home() / ".bastion")
-
-
-def default_snapshot() -> Path:
-    return bastion_home() / "advisories" / "snapshot.json"
+default_snapshot = advisory_snapshot
 
 
 def normalize(name: str) -> str:

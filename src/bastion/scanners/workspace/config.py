@@ -40,9 +40,9 @@ class WorkspaceConfig:
 
 def load_config(root: Path, *, advisories: Path | None = None, strict: bool = False) -> WorkspaceConfig:
     """Settings for scanning ``root`` (a folder or a file's parent)."""
-    from bastion.scanners.workspace.advisories import default_snapshot
-    from bastion.scanners.workspace.dependencies import load_allowlist
+    from bastion.core.home import advisory_snapshot
 
+    default_snapshot = advisory_snapshot()
     folder = root if root.is_dir() else root.parent
     table: dict[str, Any] = {}
     path = folder / CONFIG_NAME
@@ -57,6 +57,8 @@ def load_config(root: Path, *, advisories: Path | None = None, strict: bool = Fa
             raise ConfigError(f"{path}: unknown [workspace] keys {sorted(unknown)}")
     allowlist = None
     if "package-allowlist" in table:
+        from bastion.scanners.workspace.dependencies import load_allowlist
+
         al = folder / str(table["package-allowlist"])
         try:
             allowlist = load_allowlist(al.read_text(encoding="utf-8"))
@@ -65,8 +67,8 @@ def load_config(root: Path, *, advisories: Path | None = None, strict: bool = Fa
     snap: Path | None = advisories
     if snap is None and "advisories" in table:
         snap = folder / str(table["advisories"])
-    if snap is None and default_snapshot().is_file():
-        snap = default_snapshot()
+    if snap is None and default_snapshot.is_file():
+        snap = default_snapshot
     if snap is not None and not snap.is_file():
         raise ConfigError(
             f"advisory snapshot {snap}: no such file", hint="bastion advisories import OSV_FILE"
