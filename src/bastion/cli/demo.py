@@ -49,6 +49,7 @@ def demo(workdir: Path | None) -> None:
 
         from bastion.demo.evidence_stage import run_evidence_stage
         from bastion.demo.monitor_stage import run_monitor_stage
+        from bastion.demo.policy_stage import run_policy_stage
         from bastion.demo.workspace_stage import run_workspace_stage
 
         stages: list[tuple[str, str, Callable[[], bool]]] = [
@@ -62,6 +63,11 @@ def demo(workdir: Path | None) -> None:
                 "Package",
                 "sign the release, store the evidence, catch tampering",
                 lambda: run_evidence_stage(console, base, root / "release"),
+            ),
+            (
+                "Deploy",
+                "gate the release under a prod policy: tampered and unsafe copies refused",
+                lambda: run_policy_stage(console, base, root / "release"),
             ),
             (
                 "Monitor",

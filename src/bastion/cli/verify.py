@@ -1,6 +1,7 @@
 """``bastion verify``: check a target against signed attestations and the trust file.
 
-Exit codes: 0 verified, 1 verification failed, 2 could not decide.
+Exit codes: 0 verified, 1 verification failed, 2 could not decide. With ``--policy``, the exit code
+is the policy verdict's (see ``bastion.cli.policy_verify``).
 """
 
 from __future__ import annotations
@@ -13,6 +14,8 @@ from typing import TYPE_CHECKING
 import click
 
 from bastion.cli.attest import hash_options
+
+_VERDICT = "https://github.com/bastion-mlsecops/bastion/policy-verdict/v1"  # verdicts are not evidence
 
 if TYPE_CHECKING:
     from bastion.evidence.attest import HashOptions
@@ -29,13 +32,31 @@ if TYPE_CHECKING:
     help="Bundle (.json) or bundles (.jsonl); default: search the evidence store by the target's digests.",
 )
 @click.option("--key", "-k", "expected", help="Require this signer (key name or id).")
-@click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True)
+@click.option(
+    "--format", "fmt", type=click.Choice(["text", "json", "sarif"]), default="text", show_default=True
+)
+@click.option(
+    "--policy",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Evaluate this policy (YAML) over the verified evidence; exit with the verdict.",
+)
+@click.option(
+    "--env",
+    type=click.Choice(["dev", "staging", "prod"]),
+    default="prod",
+    show_default=True,
+    help="Environment the policy is evaluated for.",
+)
+@click.option("--sign-verdict", "sign_verdict", help="Sign the verdict with this key and store it.")
 @hash_options
 def verify(
     target: str,
     bundle: Path | None,
     expected: str | None,
     fmt: str,
+    policy: Path | None,
+    env: str,
+    sign_verdict: str | None,
     include: tuple[str, ...],
     exclude: tuple[str, ...],
     allow_symlinks_outside: bool,
@@ -43,8 +64,10 @@ def verify(
 ) -> None:
     """Verify TARGET (dir:PATH, file:PATH, env:[VENV] or a bare path).
 
-    Exit codes: 0 verified, 1 verification failed, 2 could not decide.
+    Exit codes: 0 verified, 1 verification failed, 2 could not decide. With --policy: 0 pass or warn,
+    1 a rule failed or the evidence did not verify, 2 a rule could not be evaluated or no evidence.
     """
+    from bastion.errors import UsageError
     from bastion.evidence.attest import HashOptions
     from bastion.evidence.bundle import read_bundles
     from bastion.evidence.targets import parse_target
@@ -59,6 +82,12 @@ def verify(
         source = str(bundle)
     else:
         bundles, source = _from_store(parsed, options)
+    if policy is not None:
+        from bastion.cli.policy_verify import decide_and_report, exit_with
+
+        exit_with(decide_and_report(parsed, bundles, source, options, policy, env, fmt, sign_verdict))
+    if fmt == "sarif" or sign_verdict:
+        raise UsageError("--format sarif and --sign-verdict need --policy")
     result = check(parsed, bundles, options=options, expected_signer=expected)
     if fmt == "json":
         payload = {
@@ -101,10 +130,10 @@ def _from_store(target: Target, options: HashOptions) -> tuple[tuple[Bundle, ...
         subject = subject_for_target(target)
     store = EvidenceStore()
     try:
-        records = store.query(digest=str(subject.digests[0]))
+        records = [r for r in store.query(digest=str(subject.digests[0])) if r.predicate_type != _VERDICT]
         how = f"evidence store ({subject.digests[0]})"
         if not records:
-            records = store.query(name=subject.name, limit=1)
+            records = [r for r in store.query(name=subject.name) if r.predicate_type != _VERDICT][:1]
             how = f"evidence store (latest for {subject.name!r}: nothing matches the current digest)"
         bundles = tuple(b for r in records for b in parse_bundles(store.bundle_bytes(r.id), source=r.id[:16]))
     finally:
