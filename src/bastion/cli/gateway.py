@@ -1,0 +1,131 @@
+"""``bastion gateway``: serve models through the gateway, and manage its API keys.
+
+bastion gateway serve --config bastion.yaml
+bastion gateway keys create --config bastion.yaml --identity alice [--expires-in 30d]
+bastion gateway keys list   --config bastion.yaml
+bastion gateway keys revoke --config bastion.yaml KEY_ID
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import re
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import click
+
+from bastion.errors import ConfigError, UsageError
+
+if TYPE_CHECKING:
+    from bastion.gateway.credentials import ApiKeyStore
+
+_CONFIG = click.option(
+    "--config",
+    "-c",
+    "config_path",
+    required=True,
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Gateway configuration (YAML or JSON).",
+)
+
+
+def _duration(text: str | None) -> dt.timedelta | None:
+    if text is None:
+        return None
+    match = re.fullmatch(r"(\d+)([mhd])", text)
+    if match is None:
+        raise UsageError(f"--expires-in {text!r}: use a number and m, h or d (e.g. 30d)")
+    amount, unit = int(match.group(1)), match.group(2)
+    return {
+        "m": dt.timedelta(minutes=amount),
+        "h": dt.timedelta(hours=amount),
+        "d": dt.timedelta(days=amount),
+    }[unit]
+
+
+def _store(config_path: Path) -> ApiKeyStore:
+    from bastion.gateway.config import load_config
+    from bastion.gateway.credentials import ApiKeyStore
+
+    config = load_config(config_path)
+    if config.auth.api_keys_file is None:
+        raise ConfigError(f"{config_path}: auth.api_keys_file is not set")
+    return ApiKeyStore(config.auth.api_keys_file)
+
+
+@click.group()
+def gateway() -> None:
+    """Serve models behind authentication, authorisation, limits, audit and extraction detection."""
+
+
+@gateway.command()
+@_CONFIG
+def serve(config_path: Path) -> None:
+    """Serve the configured models until interrupted (Ctrl-C or SIGTERM flushes the audit log)."""
+    from bastion.gateway.config import load_config
+    from bastion.gateway.server import serve as run
+
+    config = load_config(config_path)
+    scheme = "https" if config.server.tls_cert else "http"
+    click.echo(f"bastion gateway on {scheme}://{config.server.host}:{config.server.port}", err=True)
+    run(config)
+
+
+@gateway.group()
+def keys() -> None:
+    """Create, list and revoke API keys (stored hashed; a key is shown once)."""
+
+
+@keys.command("create")
+@_CONFIG
+@click.option(
+    "--identity", "-i", required=True, help="The identity (from the configuration) the key speaks for."
+)
+@click.option("--expires-in", help="Lifetime, e.g. 12h or 30d (default: no expiry).")
+@click.option("--note", default="", help="A free-text note stored with the key.")
+def create(config_path: Path, identity: str, expires_in: str | None, note: str) -> None:
+    """Create a key and print it once; only its hash is stored."""
+    from bastion.gateway.config import load_config
+
+    if identity not in load_config(config_path).identities:
+        click.echo(
+            f"note: {identity!r} has no bindings in the configuration; the key grants nothing yet", err=True
+        )
+    token, record = _store(config_path).create(identity, expires_in=_duration(expires_in), note=note)
+    click.echo(f"key id {record.id} for {record.identity} (expires {record.expires or 'never'})", err=True)
+    click.echo(token)
+
+
+@keys.command("list")
+@_CONFIG
+@click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True)
+def list_keys(config_path: Path, fmt: str) -> None:
+    """List keys (ids, identities, dates; never secrets or hashes)."""
+    rows = [
+        {
+            "id": r.id,
+            "identity": r.identity,
+            "created": r.created,
+            "expires": r.expires,
+            "revoked": r.revoked,
+            "note": r.note,
+        }
+        for r in _store(config_path).records()
+    ]
+    if fmt == "json":
+        click.echo(json.dumps(rows, indent=2))
+        return
+    for row in rows:
+        state = f"revoked {row['revoked']}" if row["revoked"] else f"expires {row['expires'] or 'never'}"
+        click.echo(f"{row['id']}  {row['identity']:<20} created {row['created']}  {state}  {row['note']}")
+
+
+@keys.command("revoke")
+@_CONFIG
+@click.argument("key_id")
+def revoke(config_path: Path, key_id: str) -> None:
+    """Revoke a key; a running gateway stops accepting it at once."""
+    record = _store(config_path).revoke(key_id)
+    click.echo(f"revoked {record.id} ({record.identity})")

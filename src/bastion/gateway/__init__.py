@@ -1,0 +1,40 @@
+"""The Bastion gateway: authenticated, authorised, rate-limited, audited model serving that watches for model
+stealing. One ASGI app (Starlette router inside ASGI layers); see ``docs/gateway.md``.
+
+    config       the YAML/JSON configuration, validated (unknown fields forbidden)
+    credentials  API keys (hashed, constant-time) and JWT verification (allowlisted algorithms)
+    access       roles → actions, grants scoped per environment
+    limits       token buckets and daily quotas, in process or in Redis (atomic Lua; fails closed)
+    audit        hash-chained JSON Lines records and their verification
+    models       scan-gated model loading (scikit-learn joblib, bastion-linear JSON) and input validation
+    detection    per-identity extraction / membership-inference signals, graded response
+    hardening    labels only, top-k, rounding, deterministic noise
+    middleware   the ASGI layers;  runtime  the state they share;  app  the routes and ``build_app``
+    server       uvicorn with TLS 1.2+ and a header deadline against slow clients
+
+Importing this package imports nothing heavy; ``build_app`` does.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from bastion.gateway.config import GatewayConfig
+    from bastion.gateway.middleware import RequestContextMiddleware
+
+__all__ = ["build_app", "load_config"]
+
+
+def build_app(config: GatewayConfig, **options: Any) -> RequestContextMiddleware:
+    from bastion.gateway.app import build_app as _build
+
+    return _build(config, **options)
+
+
+def load_config(path: Any) -> GatewayConfig:
+    from pathlib import Path
+
+    from bastion.gateway.config import load_config as _load
+
+    return _load(Path(path))

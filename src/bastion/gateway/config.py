@@ -1,0 +1,267 @@
+"""The gateway configuration file (YAML or JSON), validated with unknown fields forbidden.
+
+Paths are relative to the configuration file. Least privilege: an identity or group with no binding may do
+nothing; a binding names one environment explicitly (there is no ``*`` environment, so ``prod`` is never a
+blanket grant).
+"""
+
+from __future__ import annotations
+
+import enum
+import ipaddress
+import re
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from bastion.errors import ConfigError
+from bastion.gateway.access import Role
+
+NAME = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$"
+_NAME_RE = re.compile(NAME)
+ASYMMETRIC_ALGORITHMS = frozenset(
+    {"RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "EdDSA"}
+)
+SYMMETRIC_ALGORITHMS = frozenset({"HS256", "HS384", "HS512"})
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Binding(_Strict):
+    role: Role
+    environment: Annotated[str, Field(pattern=NAME)]
+    models: tuple[str, ...] = ("*",)
+
+    @field_validator("models")
+    @classmethod
+    def _names(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        for name in value:
+            if name != "*" and not _NAME_RE.match(name):
+                raise ValueError(f"bad model name {name!r}")
+        return value
+
+
+class Subject(_Strict):
+    bindings: tuple[Binding, ...] = ()
+
+
+class Bucket(_Strict):
+    """A token bucket: ``capacity`` tokens, refilled at ``per_second``; a request costs its row count."""
+
+    capacity: Annotated[float, Field(gt=0)]
+    per_second: Annotated[float, Field(gt=0)]
+
+
+class LimitBackend(enum.Enum):
+    MEMORY = "memory"
+    REDIS = "redis"
+
+
+class Limits(_Strict):
+    backend: LimitBackend = LimitBackend.MEMORY
+    redis_url: str = "redis://127.0.0.1:6379/0"
+    redis_prefix: Annotated[str, Field(pattern=r"^[A-Za-z0-9:._-]{1,64}$")] = "bastion:gw:"
+    redis_timeout_s: Annotated[float, Field(gt=0, le=10)] = 0.25
+    ip: Bucket = Bucket(capacity=200, per_second=100)
+    failed_auth: Bucket = Bucket(capacity=10, per_second=0.2)
+    identity: Bucket = Bucket(capacity=2000, per_second=500)
+    identity_model: Bucket = Bucket(capacity=1000, per_second=250)
+    daily_rows: Annotated[int, Field(gt=0)] = 1_000_000
+    concurrent: Annotated[int, Field(gt=0)] = 16
+
+
+class OutputMode(enum.Enum):
+    PROBABILITIES = "probabilities"
+    TOP_K = "top-k"
+    LABELS = "labels"
+
+
+class Output(_Strict):
+    mode: OutputMode = OutputMode.PROBABILITIES
+    top_k: Annotated[int, Field(ge=1)] = 1
+    round: Annotated[int, Field(ge=0, le=12)] | None = 4
+    noise: Annotated[float, Field(ge=0, le=0.5)] = 0.0
+
+
+class Detection(_Strict):
+    """Per-identity query-stream monitoring (PRADA-style distances, near-duplicates, out-of-range rate)."""
+
+    enabled: bool = True
+    window: Annotated[int, Field(ge=16, le=20_000)] = 2000
+    min_queries: Annotated[int, Field(ge=8)] = 100
+    check_every: Annotated[int, Field(ge=1)] = 50
+    normality_threshold: Annotated[float, Field(gt=0, lt=1)] = 0.95
+    duplicate_radius: Annotated[float, Field(ge=0)] = 1e-6
+    duplicate_rate: Annotated[float, Field(gt=0, le=1)] = 0.5
+    out_of_range_rate: Annotated[float, Field(gt=0, le=1)] = 0.3
+    mean: tuple[float, ...] | None = None  # training baseline: scales distances, defines out-of-range
+    std: tuple[float, ...] | None = None
+
+    @model_validator(mode="after")
+    def _baseline(self) -> Detection:
+        if (self.mean is None) != (self.std is None) or (self.mean and len(self.mean) != len(self.std or ())):
+            raise ValueError("mean and std go together, one value per feature")
+        return self
+
+
+class ModelFormat(enum.Enum):
+    SKLEARN_JOBLIB = "sklearn-joblib"
+    LINEAR_JSON = "linear-json"
+
+
+class Evidence(_Strict):
+    bundle: Path
+    keyring: Path | None = None
+    signer: str | None = None
+
+
+class ModelSpec(_Strict):
+    name: Annotated[str, Field(pattern=NAME)]
+    version: Annotated[str, Field(pattern=NAME)] = "1"
+    environment: Annotated[str, Field(pattern=NAME)]
+    path: Path
+    format: ModelFormat
+    feature_min: tuple[float, ...] | float = -1e6
+    feature_max: tuple[float, ...] | float = 1e6
+    require_evidence: Evidence | None = None
+    output: Output = Output()
+    output_by_role: dict[Role, Output] = {}
+    detection: Detection = Detection()
+
+
+class JwtConfig(_Strict):
+    issuer: str
+    audience: str
+    algorithms: tuple[str, ...]
+    jwks_file: Path | None = None
+    secret_env: str | None = None
+    leeway_s: Annotated[int, Field(ge=0, le=300)] = 30
+    max_token_bytes: Annotated[int, Field(gt=0)] = 8192
+
+    @model_validator(mode="after")
+    def _keys(self) -> JwtConfig:
+        algs = set(self.algorithms)
+        if not algs or not algs <= ASYMMETRIC_ALGORITHMS | SYMMETRIC_ALGORITHMS:
+            known = sorted(ASYMMETRIC_ALGORITHMS | SYMMETRIC_ALGORITHMS)
+            raise ValueError(f"algorithms must be a non-empty subset of {known} ('none' is never accepted)")
+        if algs & SYMMETRIC_ALGORITHMS and algs & ASYMMETRIC_ALGORITHMS:
+            raise ValueError("do not mix HMAC and public-key algorithms (key confusion)")
+        if algs & SYMMETRIC_ALGORITHMS and not self.secret_env:
+            raise ValueError("HS* algorithms need secret_env")
+        if algs & ASYMMETRIC_ALGORITHMS and not self.jwks_file:
+            raise ValueError("public-key algorithms need jwks_file")
+        return self
+
+
+class Auth(_Strict):
+    api_keys_file: Path | None = None
+    jwt: JwtConfig | None = None
+    groups_claim: str = "groups"
+
+
+class Audit(_Strict):
+    path: Path = Path("audit.jsonl")
+    fsync: bool = False
+
+
+class Server(_Strict):
+    environment: Annotated[str, Field(pattern=NAME)]
+    host: str = "127.0.0.1"
+    port: Annotated[int, Field(ge=0, le=65535)] = 8080
+    trusted_proxies: tuple[str, ...] = ()
+    allow: tuple[str, ...] = ()
+    deny: tuple[str, ...] = ()
+    max_body_bytes: Annotated[int, Field(gt=0)] = 1 << 20
+    max_rows: Annotated[int, Field(gt=0)] = 512
+    read_timeout_s: Annotated[float, Field(gt=0)] = 10.0
+    header_timeout_s: Annotated[float, Field(gt=0)] = 10.0
+    secret_env: str = "BASTION_GATEWAY_SECRET"  # noqa: S105 - the *name* of an environment variable
+    tls_cert: Path | None = None
+    tls_key: Path | None = None
+
+    @field_validator("trusted_proxies", "allow", "deny")
+    @classmethod
+    def _cidrs(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        for cidr in value:
+            ipaddress.ip_network(cidr, strict=False)
+        return value
+
+
+class GatewayConfig(_Strict):
+    version: Literal[1] = 1
+    server: Server
+    auth: Auth = Auth()
+    identities: dict[str, Subject] = {}
+    groups: dict[str, Subject] = {}
+    limits: Limits = Limits()
+    audit: Audit = Audit()
+    models: tuple[ModelSpec, ...] = ()
+
+    @model_validator(mode="after")
+    def _unique(self) -> GatewayConfig:
+        names = [m.name for m in self.models]
+        if len(names) != len(set(names)):
+            raise ValueError("model names must be unique")
+        for name in [*self.identities, *self.groups]:
+            if not _NAME_RE.match(name):
+                raise ValueError(f"bad identity or group name {name!r}")
+        return self
+
+
+def _rebase(data: dict[str, Any], base: Path) -> None:
+    """Make every relative path in the document relative to the configuration file's folder."""
+
+    def fix(value: Any) -> Any:
+        return str(base / value) if isinstance(value, str) and not Path(value).is_absolute() else value
+
+    for section, keys in (
+        ("auth", ("api_keys_file",)),
+        ("audit", ("path",)),
+        ("server", ("tls_cert", "tls_key")),
+    ):
+        block = data.get(section)
+        if isinstance(block, dict):
+            for key in keys:
+                if key in block:
+                    block[key] = fix(block[key])
+    jwt = (data.get("auth") or {}).get("jwt") if isinstance(data.get("auth"), dict) else None
+    if isinstance(jwt, dict) and "jwks_file" in jwt:
+        jwt["jwks_file"] = fix(jwt["jwks_file"])
+    for model in data.get("models") or []:
+        if isinstance(model, dict):
+            if "path" in model:
+                model["path"] = fix(model["path"])
+            evidence = model.get("require_evidence")
+            if isinstance(evidence, dict):
+                for key in ("bundle", "keyring"):
+                    if key in evidence:
+                        evidence[key] = fix(evidence[key])
+
+
+def parse_config(data: Any, *, base: Path) -> GatewayConfig:
+    if not isinstance(data, dict):
+        raise ConfigError("gateway configuration must be a mapping")
+    _rebase(data, base)
+    try:
+        return GatewayConfig.model_validate(data)
+    except ValidationError as exc:
+        details = "; ".join(f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors()[:8])
+        raise ConfigError(f"invalid gateway configuration: {details}") from None
+
+
+def load_config(path: Path) -> GatewayConfig:
+    """Read a YAML or JSON configuration file (YAML is a superset of JSON)."""
+    import yaml  # type: ignore[import-untyped]  # PyYAML ships no stubs; only safe_load is used
+
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read: {exc.strerror}") from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: not valid YAML: {exc}") from None
+    return parse_config(data, base=path.resolve().parent)

@@ -1,0 +1,236 @@
+"""Rate limits and quotas: token buckets and daily row quotas, in process or in Redis.
+
+Several buckets are charged together or not at all (a request refused by the per-model bucket does not drain
+the per-identity one). In Redis one Lua script does the check-and-charge atomically using the server's clock,
+so limits hold across replicas. When Redis cannot answer, ``LimiterUnavailable`` is raised and the gateway
+refuses the request: it fails closed, never open.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import threading
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from bastion.gateway.config import Bucket, LimitBackend, Limits
+from bastion.gateway.errors import LimiterUnavailable
+
+DAY_S = 86_400
+
+
+@dataclass(frozen=True)
+class Charge:
+    key: str
+    bucket: Bucket
+    cost: float
+
+
+@dataclass(frozen=True)
+class Quota:
+    key: str
+    limit: int
+    cost: int
+
+
+@dataclass(frozen=True)
+class Decision:
+    allowed: bool
+    retry_after: float = 0.0
+    reason: str = ""
+
+    @property
+    def retry_after_header(self) -> str:
+        return str(max(1, math.ceil(self.retry_after)))
+
+
+class Limiter(Protocol):
+    async def charge(
+        self, charges: Sequence[Charge], quota: Quota | None = None, *, dry_run: bool = False
+    ) -> Decision: ...
+
+    async def ping(self) -> bool: ...
+
+    async def close(self) -> None: ...
+
+
+def _wait(tokens: float, bucket: Bucket, cost: float) -> float:
+    if cost > bucket.capacity:
+        return bucket.capacity / bucket.per_second
+    return (cost - tokens) / bucket.per_second
+
+
+class MemoryLimiter:
+    """Per-process buckets (one replica). The lock makes it safe from threads as well as tasks."""
+
+    def __init__(self, clock: Any = time.monotonic, wall: Any = time.time) -> None:
+        self._clock = clock
+        self._wall = wall
+        self._lock = threading.Lock()
+        self._buckets: dict[str, tuple[float, float]] = {}
+        self._quotas: dict[str, tuple[int, float]] = {}
+
+    async def charge(
+        self, charges: Sequence[Charge], quota: Quota | None = None, *, dry_run: bool = False
+    ) -> Decision:
+        with self._lock:
+            now = self._clock()
+            levels: list[float] = []
+            wait = 0.0
+            for c in charges:
+                tokens, stamp = self._buckets.get(c.key, (c.bucket.capacity, now))
+                tokens = min(c.bucket.capacity, tokens + max(0.0, now - stamp) * c.bucket.per_second)
+                levels.append(tokens)
+                if tokens < c.cost:
+                    wait = max(wait, _wait(tokens, c.bucket, c.cost))
+            if wait > 0:
+                return Decision(False, wait, "rate limit")
+            if quota is not None:
+                used, resets = self._quotas.get(quota.key, (0, self._wall() + DAY_S))
+                if self._wall() >= resets:
+                    used, resets = 0, self._wall() + DAY_S
+                if used + quota.cost > quota.limit:
+                    return Decision(False, resets - self._wall(), "daily quota")
+                if not dry_run:
+                    self._quotas[quota.key] = (used + quota.cost, resets)
+            if not dry_run:
+                for c, tokens in zip(charges, levels, strict=True):
+                    self._buckets[c.key] = (tokens - c.cost, now)
+            return Decision(True)
+
+    async def ping(self) -> bool:
+        return True
+
+    async def close(self) -> None:
+        return None
+
+
+# KEYS: bucket keys..., then the quota key (if ARGV[2] == "1").
+# ARGV: n buckets, has quota, dry run, then (capacity, rate, cost) per bucket,
+#       then (limit, cost) for the quota.
+_LUA = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
+local n = tonumber(ARGV[1])
+local has_quota = ARGV[2] == '1'
+local dry = ARGV[3] == '1'
+local wait = 0
+local levels = {}
+for i = 1, n do
+  local cap = tonumber(ARGV[1 + 3 * i])
+  local rate = tonumber(ARGV[2 + 3 * i])
+  local cost = tonumber(ARGV[3 + 3 * i])
+  local s = redis.call('HMGET', KEYS[i], 'tokens', 'ts')
+  local tokens = tonumber(s[1]) or cap
+  local ts = tonumber(s[2]) or now
+  tokens = math.min(cap, tokens + math.max(0, now - ts) * rate)
+  levels[i] = tokens
+  if tokens < cost then
+    local w
+    if cost > cap then w = cap / rate else w = (cost - tokens) / rate end
+    if w > wait then wait = w end
+  end
+end
+if wait > 0 then return {0, tostring(wait), 'rate limit'} end
+if has_quota then
+  local qkey = KEYS[n + 1]
+  local limit = tonumber(ARGV[4 + 3 * n])
+  local qcost = tonumber(ARGV[5 + 3 * n])
+  local used = tonumber(redis.call('GET', qkey) or '0')
+  if used + qcost > limit then
+    local ttl = redis.call('TTL', qkey)
+    if ttl < 0 then ttl = 86400 end
+    return {0, tostring(ttl), 'daily quota'}
+  end
+  if not dry then
+    if redis.call('INCRBY', qkey, qcost) == qcost then redis.call('EXPIRE', qkey, 86400) end
+  end
+end
+if not dry then
+  for i = 1, n do
+    local cap = tonumber(ARGV[1 + 3 * i])
+    local rate = tonumber(ARGV[2 + 3 * i])
+    local cost = tonumber(ARGV[3 + 3 * i])
+    redis.call('HSET', KEYS[i], 'tokens', tostring(levels[i] - cost), 'ts', tostring(now))
+    redis.call('PEXPIRE', KEYS[i], math.ceil(cap / rate * 1000) + 1000)
+  end
+end
+return {1, '0', ''}
+"""
+
+
+class RedisLimiter:
+    """Buckets shared by every replica through one Redis server; fails closed."""
+
+    def __init__(self, url: str, *, prefix: str, timeout_s: float) -> None:
+        import redis.asyncio as aredis
+
+        self.prefix = prefix
+        self._client = aredis.Redis.from_url(
+            url, socket_timeout=timeout_s, socket_connect_timeout=timeout_s, retry_on_timeout=False
+        )
+        self._script = self._client.register_script(_LUA)
+        self._timeout = timeout_s * 4
+
+    async def charge(
+        self, charges: Sequence[Charge], quota: Quota | None = None, *, dry_run: bool = False
+    ) -> Decision:
+        from redis.exceptions import RedisError
+
+        keys = [self.prefix + c.key for c in charges]
+        args: list[str | int | float] = [len(charges), "1" if quota else "0", "1" if dry_run else "0"]
+        for c in charges:
+            args += [repr(c.bucket.capacity), repr(c.bucket.per_second), repr(c.cost)]
+        if quota is not None:
+            keys.append(self.prefix + quota.key)
+            args += [quota.limit, quota.cost]
+        try:
+            async with asyncio.timeout(self._timeout):
+                allowed, wait, reason = await self._script(keys=keys, args=args)
+        except (RedisError, OSError, TimeoutError) as exc:
+            raise LimiterUnavailable(f"rate-limit store unreachable ({type(exc).__name__})") from None
+        text = reason.decode() if isinstance(reason, bytes) else str(reason)
+        return Decision(bool(int(allowed)), float(wait), text)
+
+    async def ping(self) -> bool:
+        from redis.exceptions import RedisError
+
+        try:
+            async with asyncio.timeout(self._timeout):
+                return bool(await self._client.ping())
+        except (RedisError, OSError, TimeoutError):
+            return False
+
+    async def close(self) -> None:
+        await self._client.aclose()
+
+
+def make_limiter(limits: Limits) -> Limiter:
+    if limits.backend is LimitBackend.REDIS:
+        return RedisLimiter(limits.redis_url, prefix=limits.redis_prefix, timeout_s=limits.redis_timeout_s)
+    return MemoryLimiter()
+
+
+class ConcurrencyGate:
+    """At most ``limit`` requests in flight per identity (per replica)."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self._active: dict[str, int] = {}
+
+    def enter(self, key: str) -> bool:
+        count = self._active.get(key, 0)
+        if count >= self.limit:
+            return False
+        self._active[key] = count + 1
+        return True
+
+    def leave(self, key: str) -> None:
+        count = self._active.get(key, 1) - 1
+        if count <= 0:
+            self._active.pop(key, None)
+        else:
+            self._active[key] = count

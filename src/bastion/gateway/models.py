@@ -1,0 +1,231 @@
+# mypy: disable-error-code="import-untyped"
+"""Models served in-process, loaded only after they pass the load-time checks.
+
+The file is first copied into a private folder (hashing it on the way), and *that copy* is scanned with
+``bastion.scan``, verified against its signed evidence when the configuration asks for it, and only then
+deserialised, so the bytes that were checked are the bytes that are loaded (no swap between check and load).
+Anything but a ``safe`` scan verdict (for ``linear-json``, which is plain data: ``safe`` or "not a model"),
+or evidence that is not ``verified``, refuses the model with the reason.
+
+Formats: ``sklearn-joblib`` (any estimator with ``predict``; ``predict_proba`` when it has one) and
+``linear-json`` (``bastion-linear/v1``: a linear, logistic or softmax model as plain JSON, parsed strictly).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from bastion.gateway.config import ModelFormat, ModelSpec
+from bastion.gateway.errors import HttpError, ModelRefused
+
+LINEAR_FORMAT = "bastion-linear/v1"
+
+
+@dataclass(frozen=True)
+class Prediction:
+    """Per row: a label (classifiers) or a value (regressors), and class probabilities when known."""
+
+    outputs: list[Any]
+    probabilities: np.ndarray | None
+    classes: tuple[Any, ...]
+
+
+class LinearModel:
+    def __init__(self, doc: Any) -> None:
+        if not isinstance(doc, dict) or doc.get("format") != LINEAR_FORMAT:
+            raise ValueError(f"not a {LINEAR_FORMAT} document")
+        kind = doc.get("kind")
+        if kind not in ("linear", "logistic", "softmax"):
+            raise ValueError("kind must be linear, logistic or softmax")
+        coef = np.asarray(doc.get("coef"), dtype=np.float64)
+        intercept = np.atleast_1d(np.asarray(doc.get("intercept", 0.0), dtype=np.float64))
+        if coef.ndim == 1:
+            coef = coef[None, :]
+        if coef.ndim != 2 or coef.shape[1] == 0 or intercept.shape != (coef.shape[0],):
+            raise ValueError("coef must be rows × features and intercept one value per row")
+        if not (np.all(np.isfinite(coef)) and np.all(np.isfinite(intercept))):
+            raise ValueError("non-finite coefficient")
+        classes = tuple(doc.get("classes", ()))
+        if kind == "logistic" and (coef.shape[0] != 1 or len(classes) != 2):
+            raise ValueError("logistic needs one coefficient row and two classes")
+        if kind == "softmax" and len(classes) != coef.shape[0]:
+            raise ValueError("softmax needs one coefficient row per class")
+        if kind == "linear" and coef.shape[0] != 1:
+            raise ValueError("linear needs one coefficient row")
+        self.kind, self.coef, self.intercept, self.classes = kind, coef, intercept, classes
+        self.n_features = int(coef.shape[1])
+
+    def predict(self, x: np.ndarray) -> Prediction:
+        z = x @ self.coef.T + self.intercept
+        if self.kind == "linear":
+            return Prediction([float(v) for v in z[:, 0]], None, ())
+        if self.kind == "logistic":
+            p1 = 1.0 / (1.0 + np.exp(-np.clip(z[:, 0], -500, 500)))
+            proba = np.stack([1.0 - p1, p1], axis=1)
+        else:
+            e = np.exp(z - z.max(axis=1, keepdims=True))
+            proba = e / e.sum(axis=1, keepdims=True)
+        labels = [self.classes[i] for i in proba.argmax(axis=1)]
+        return Prediction(labels, proba, self.classes)
+
+
+class SklearnModel:
+    def __init__(self, estimator: Any) -> None:
+        if not callable(getattr(estimator, "predict", None)):
+            raise ValueError("the object has no predict method")
+        self.estimator = estimator
+        n = getattr(estimator, "n_features_in_", None)
+        if not isinstance(n, int | np.integer):
+            raise ValueError("the estimator is not fitted (no n_features_in_)")
+        self.n_features = int(n)
+        self.classes: tuple[Any, ...] = tuple(_plain(c) for c in getattr(estimator, "classes_", ()))
+
+    def predict(self, x: np.ndarray) -> Prediction:
+        if self.classes and callable(getattr(self.estimator, "predict_proba", None)):
+            proba = np.asarray(self.estimator.predict_proba(x), dtype=np.float64)
+            labels = [self.classes[i] for i in proba.argmax(axis=1)]
+            return Prediction(labels, proba, self.classes)
+        return Prediction([_plain(v) for v in self.estimator.predict(x)], None, self.classes)
+
+
+def _plain(value: Any) -> Any:
+    return value.item() if isinstance(value, np.generic) else value
+
+
+@dataclass
+class ServedModel:
+    spec: ModelSpec
+    sha256: str
+    impl: LinearModel | SklearnModel
+    lo: np.ndarray
+    hi: np.ndarray
+
+    @property
+    def n_features(self) -> int:
+        return self.impl.n_features
+
+    def metadata(self) -> dict[str, Any]:
+        return {
+            "name": self.spec.name,
+            "versions": [self.spec.version],
+            "platform": self.spec.format.value,
+            "environment": self.spec.environment,
+            "sha256": self.sha256,
+            "inputs": [{"name": "input-0", "datatype": "FP64", "shape": [-1, self.n_features]}],
+            "classes": list(self.impl.classes),
+        }
+
+    def validate(self, rows: Any, max_rows: int) -> np.ndarray:
+        """Rows of finite numbers, the model's width, inside its declared ranges; else 422 (or 413)."""
+        if not isinstance(rows, list) or not rows:
+            raise HttpError(422, "bad-shape", "instances must be a non-empty list of rows")
+        if len(rows) > max_rows:
+            raise HttpError(413, "too-many-rows", f"at most {max_rows} rows per request")
+        width = self.n_features
+        for row in rows:
+            if not isinstance(row, list) or len(row) != width:
+                raise HttpError(422, "bad-shape", f"each row must be a list of {width} numbers")
+            for v in row:
+                if isinstance(v, bool) or not isinstance(v, int | float):
+                    raise HttpError(422, "bad-type", "features must be numbers")
+        x = np.asarray(rows, dtype=np.float64)
+        if not np.all(np.isfinite(x)):
+            raise HttpError(422, "out-of-range", "features must be finite")
+        if np.any(x < self.lo) or np.any(x > self.hi):
+            raise HttpError(422, "out-of-range", "a feature is outside the model's accepted range")
+        return x
+
+    def predict(self, x: np.ndarray) -> Prediction:
+        return self.impl.predict(x)
+
+
+def _bounds(value: tuple[float, ...] | float, width: int, name: str) -> np.ndarray:
+    if isinstance(value, tuple):
+        if len(value) != width:
+            raise ModelRefused(f"{name} has {len(value)} values but the model takes {width} features")
+        return np.asarray(value, dtype=np.float64)
+    return np.full(width, float(value))
+
+
+def _copy_hashing(source: Path, dest: Path) -> str:
+    digest = hashlib.sha256()
+    with source.open("rb") as src, dest.open("xb") as dst:
+        while chunk := src.read(1 << 20):
+            digest.update(chunk)
+            dst.write(chunk)
+    return digest.hexdigest()
+
+
+def _check_evidence(spec: ModelSpec, copy: Path) -> None:
+    evidence = spec.require_evidence
+    if evidence is None:
+        return
+    from bastion.evidence.bundle import read_bundles
+    from bastion.evidence.keys import Keyring
+    from bastion.evidence.targets import Target, TargetKind
+    from bastion.evidence.verify import Status, verify
+
+    bundles = read_bundles(evidence.bundle)
+    result = verify(
+        Target(TargetKind.FILE, copy), bundles, Keyring(evidence.keyring), expected_signer=evidence.signer
+    )
+    if result.status is not Status.VERIFIED:
+        causes = ", ".join(sorted({p.cause.value for p in result.problems})) or result.status.value
+        raise ModelRefused(f"model {spec.name!r}: evidence {result.status.value} ({causes})")
+
+
+def load_model(spec: ModelSpec) -> ServedModel:
+    """Copy, scan, verify, then (only then) deserialise. Raises ``ModelRefused`` with the reason."""
+    import bastion
+    from bastion.core import Verdict
+
+    if not spec.path.is_file():
+        raise ModelRefused(f"model {spec.name!r}: {spec.path} is not a file")
+    workdir = Path(tempfile.mkdtemp(prefix="bastion-model-"))
+    try:
+        copy = workdir / spec.path.name
+        sha256 = _copy_hashing(spec.path, copy)
+        report = bastion.scan([copy])
+        # A linear-json model is data, parsed strictly below with no code path: the scanner may call it
+        # "not a model" (unsupported), which is acceptable for it alone. Unsafe or undecided never is.
+        accepted = (
+            {Verdict.SAFE, Verdict.UNSUPPORTED} if spec.format is ModelFormat.LINEAR_JSON else {Verdict.SAFE}
+        )
+        if report.verdict not in accepted:
+            what = "; ".join(
+                f"{f.severity.name.lower()} {f.callable or f.rule_id}" for f in report.findings[:3]
+            )
+            what = what or "; ".join(p.message for p in report.problems[:3]) or report.verdict.value
+            raise ModelRefused(f"model {spec.name!r}: scan verdict {report.verdict.value} ({what})")
+        _check_evidence(spec, copy)
+        impl: LinearModel | SklearnModel
+        try:
+            if spec.format is ModelFormat.SKLEARN_JOBLIB:
+                import joblib
+
+                impl = SklearnModel(joblib.load(copy))
+            else:
+                from bastion.gateway.wire import loads_strict
+
+                impl = LinearModel(loads_strict(copy.read_bytes()))
+        except HttpError as exc:
+            raise ModelRefused(f"model {spec.name!r}: {exc.message}") from None
+        except (ValueError, TypeError, OSError, EOFError) as exc:
+            raise ModelRefused(f"model {spec.name!r}: cannot load as {spec.format.value}: {exc}") from None
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+    width = impl.n_features
+    return ServedModel(
+        spec,
+        sha256,
+        impl,
+        _bounds(spec.feature_min, width, "feature_min"),
+        _bounds(spec.feature_max, width, "feature_max"),
+    )

@@ -1,0 +1,183 @@
+"""The gateway's runtime state: loaded models, credentials, limits, detectors and the audit log.
+
+Built once from a ``GatewayConfig``; the ASGI layers and routes read it. Models that fail their load-time
+checks are refused (answered 503, with the reason in the log and in the audit trail), never served.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import logging
+import os
+import secrets
+import time
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from bastion.gateway.access import Grant, Principal
+from bastion.gateway.audit import AuditLog, utc_now
+from bastion.gateway.config import GatewayConfig, Subject
+from bastion.gateway.credentials import ApiKeyStore, JwtVerifier, looks_like_jwt
+from bastion.gateway.detection import Event, ExtractionDetector
+from bastion.gateway.errors import LimiterUnavailable, ModelRefused
+from bastion.gateway.limits import Charge, ConcurrencyGate, Decision, Limiter, Quota, make_limiter
+from bastion.gateway.middleware import RequestContext, limiter_down
+from bastion.gateway.models import ServedModel, load_model
+
+log = logging.getLogger("bastion.gateway")
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+
+def _grants(subject: Subject | None) -> tuple[Grant, ...]:
+    if subject is None:
+        return ()
+    return tuple(Grant(b.role, b.environment, frozenset(b.models)) for b in subject.bindings)
+
+
+class Gateway:
+    def __init__(self, config: GatewayConfig, *, limiter: Limiter | None = None) -> None:
+        self.config = config
+        server = config.server
+        self.trusted_proxies: tuple[Network, ...] = tuple(
+            ipaddress.ip_network(c, strict=False) for c in server.trusted_proxies
+        )
+        self.allow: tuple[Network, ...] = tuple(ipaddress.ip_network(c, strict=False) for c in server.allow)
+        self.deny: tuple[Network, ...] = tuple(ipaddress.ip_network(c, strict=False) for c in server.deny)
+        self.limiter = limiter or make_limiter(config.limits)
+        self.concurrency = ConcurrencyGate(config.limits.concurrent)
+        self.keys = ApiKeyStore(config.auth.api_keys_file) if config.auth.api_keys_file else None
+        self.jwt = JwtVerifier(config.auth.jwt, config.auth.groups_claim) if config.auth.jwt else None
+        self.audit = AuditLog(config.audit.path, fsync=config.audit.fsync)
+        secret = os.environ.get(server.secret_env, "")
+        if len(secret) < 32:
+            log.warning("$%s unset or short: output noise is keyed per process", server.secret_env)
+            secret = secrets.token_hex(32)
+        self.secret = secret.encode()
+        self.models: dict[str, ServedModel] = {}
+        self.refused: dict[str, str] = {}
+        self.detectors: dict[str, ExtractionDetector] = {}
+        self.counters: dict[str, int] = {}
+        for spec in config.models:
+            try:
+                model = load_model(spec)
+            except ModelRefused as exc:
+                self.refused[spec.name] = exc.message
+                log.error("model refused: %s", exc.message)
+                self.audit.append(
+                    {
+                        "kind": "security",
+                        "event": "model-refused",
+                        "model": spec.name,
+                        "modelVersion": spec.version,
+                        "reason": exc.message,
+                        "requestTime": utc_now(),
+                    }
+                )
+                continue
+            self.models[spec.name] = model
+            det = spec.detection
+            mean = np.asarray(det.mean) if det.mean else None
+            std = np.asarray(det.std) if det.std else None
+            self.detectors[spec.name] = ExtractionDetector(det, mean=mean, std=std)
+            self.audit.append(
+                {
+                    "kind": "security",
+                    "event": "model-loaded",
+                    "model": spec.name,
+                    "modelVersion": spec.version,
+                    "sha256": model.sha256,
+                    "requestTime": utc_now(),
+                }
+            )
+
+    # -- identities ---------------------------------------------------------------------------------------
+    def authenticate(self, token: str) -> Principal | None:
+        if looks_like_jwt(token):
+            if self.jwt is None:
+                return None
+            claims = self.jwt.verify(token)
+            if claims is None:
+                return None
+            grants = _grants(self.config.identities.get(claims.subject))
+            for group in claims.groups:
+                grants += _grants(self.config.groups.get(group))
+            return Principal(claims.subject, claims.subject, "jwt", claims.key_id, grants)
+        if self.keys is None:
+            return None
+        record = self.keys.authenticate(token)
+        if record is None:
+            return None
+        grants = _grants(self.config.identities.get(record.identity))
+        return Principal(record.identity, record.identity, "api-key", record.id, grants)
+
+    # -- limits --------------------------------------------------------------------------------------------
+    async def charge(
+        self, charges: Sequence[Charge], quota: Quota | None = None, *, dry_run: bool = False
+    ) -> Decision:
+        try:
+            return await self.limiter.charge(charges, quota, dry_run=dry_run)
+        except LimiterUnavailable as exc:
+            raise limiter_down(exc) from None
+
+    # -- audit ---------------------------------------------------------------------------------------------
+    def record_access(self, ctx: RequestContext) -> None:
+        decision = "allow" if ctx.status < 400 else ("error" if ctx.reason == "internal-error" else "deny")
+        self.count(f'status="{ctx.status}"')
+        self.audit.append(
+            {
+                "kind": "access",
+                "requestId": ctx.request_id,
+                "ip": ctx.ip,
+                "caller": ctx.caller,
+                "user": ctx.user,
+                "requestTime": ctx.request_time,
+                "httpMethod": ctx.method,
+                "resourcePath": ctx.path,
+                "status": ctx.status,
+                "protocol": ctx.protocol,
+                "responseLength": ctx.response_length,
+                "model": ctx.model,
+                "modelVersion": ctx.model_version,
+                "decision": decision,
+                "reason": ctx.reason,
+                "latencyMs": round((time.perf_counter() - ctx.started) * 1000, 3),
+            }
+        )
+
+    def security_event(self, event: str, ctx: RequestContext, *, detail: str = "", **extra: Any) -> None:
+        self.count(f'event="{event}"')
+        log.warning("security event %s caller=%s ip=%s %s", event, ctx.caller, ctx.ip, detail)
+        self.audit.append(
+            {
+                "kind": "security",
+                "event": event,
+                "requestId": ctx.request_id,
+                "ip": ctx.ip,
+                "caller": ctx.caller,
+                "requestTime": utc_now(),
+                "detail": detail,
+                **extra,
+            }
+        )
+
+    def extraction_events(self, events: list[Event], ctx: RequestContext) -> None:
+        for e in events:
+            self.security_event(
+                "suspected-extraction",
+                ctx,
+                detail=f"level {e.level.name}",
+                model=e.model,
+                level=e.level.name.lower(),
+                signals=list(e.signals),
+                statistic=round(e.statistic, 4),
+                queries=e.queries,
+            )
+
+    def count(self, label: str) -> None:
+        self.counters[label] = self.counters.get(label, 0) + 1
+
+    async def close(self) -> None:
+        await self.limiter.close()
+        self.audit.close()

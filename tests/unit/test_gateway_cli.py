@@ -1,0 +1,60 @@
+"""`bastion gateway keys` and `serve --help`, run on the click command objects."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from click.testing import CliRunner
+
+from bastion.cli.gateway import gateway
+from bastion.gateway.credentials import ApiKeyStore
+
+
+def _config(tmp_path: Path) -> Path:
+    path = tmp_path / "bastion.yaml"
+    path.write_text(
+        "server: {environment: prod}\n"
+        "auth: {api_keys_file: keys.json}\n"
+        "identities:\n  alice: {bindings: [{role: model-consumer, environment: prod, models: [m]}]}\n"
+    )
+    return path
+
+
+def test_keys_create_list_revoke(tmp_path: Path) -> None:
+    runner = CliRunner()
+    cfg = _config(tmp_path)
+    created = runner.invoke(
+        gateway, ["keys", "create", "-c", str(cfg), "--identity", "alice", "--expires-in", "30d"]
+    )
+    assert created.exit_code == 0, created.output
+    token = created.stdout.strip().splitlines()[-1]
+    store = ApiKeyStore(tmp_path / "keys.json")
+    record = store.authenticate(token)
+    assert record is not None and record.identity == "alice" and record.expires
+    stored = (tmp_path / "keys.json").read_text()
+    assert token not in stored and token.split("_")[2] not in stored
+    assert (tmp_path / "keys.json").stat().st_mode & 0o077 == 0
+    listed = runner.invoke(gateway, ["keys", "list", "-c", str(cfg), "--format", "json"])
+    rows = json.loads(listed.output)
+    assert [r["id"] for r in rows] == [record.id] and "sha256" not in rows[0]
+    assert runner.invoke(gateway, ["keys", "revoke", "-c", str(cfg), record.id]).exit_code == 0
+    assert store.authenticate(token) is None
+
+
+def test_bad_inputs_fail_cleanly(tmp_path: Path) -> None:
+    runner = CliRunner()
+    cfg = _config(tmp_path)
+    bad = runner.invoke(
+        gateway, ["keys", "create", "-c", str(cfg), "--identity", "alice", "--expires-in", "soon"]
+    )
+    assert bad.exit_code != 0
+    assert runner.invoke(gateway, ["keys", "revoke", "-c", str(cfg), "0000"]).exit_code != 0
+    broken = tmp_path / "broken.yaml"
+    broken.write_text("server: {environment: prod, surprise: 1}\n")
+    assert runner.invoke(gateway, ["keys", "list", "-c", str(broken)]).exit_code != 0
+
+
+def test_serve_help() -> None:
+    result = CliRunner().invoke(gateway, ["serve", "--help"])
+    assert result.exit_code == 0 and "--config" in result.output

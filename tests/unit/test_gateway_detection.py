@@ -1,0 +1,65 @@
+"""The extraction detector: natural query streams stay (almost always) quiet, synthetic ones escalate."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from bastion.gateway.config import Detection
+from bastion.gateway.detection import ExtractionDetector, Level, shapiro_francia
+from tests.gateway_helpers import make_data
+
+
+def test_shapiro_francia_separates_normal_from_skewed_samples() -> None:
+    rng = np.random.default_rng(0)
+    assert shapiro_francia(rng.normal(size=500)) > 0.99
+    assert shapiro_francia(rng.exponential(size=500) ** 3) < 0.7
+    assert shapiro_francia(np.ones(50)) == 0.0
+
+
+def _detector(X: np.ndarray) -> ExtractionDetector:
+    return ExtractionDetector(Detection(), mean=X.mean(0), std=X.std(0))
+
+
+def _feed(det: ExtractionDetector, caller: str, queries: np.ndarray) -> None:
+    for i in range(0, len(queries), 5):
+        det.observe(caller, "m", queries[i : i + 5])
+
+
+def test_natural_traffic_never_gets_past_an_alert() -> None:
+    X, _ = make_data(seed=1)
+    det = _detector(X)
+    rng = np.random.default_rng(2)
+    for n in range(10):
+        _feed(det, f"user{n}", X[rng.permutation(len(X))[:800]])
+    assert max(det.level(f"user{n}", "m") for n in range(10)) <= Level.ALERT
+
+
+def test_perturbation_line_search_and_duplicate_streams_reach_block() -> None:
+    X, _ = make_data(seed=1)
+    rng = np.random.default_rng(4)
+    seeds = X[rng.integers(0, len(X), 20)]
+    streams = {
+        "perturb": X[rng.integers(0, 30, 400)] + rng.normal(0, 0.01, (400, X.shape[1])),
+        "line": np.concatenate(
+            [
+                a + (b - a) * np.linspace(0, 1, 20)[:, None]
+                for a, b in zip(seeds[:10], seeds[10:], strict=True)
+            ]
+            * 2
+        ),
+        "duplicates": np.repeat(X[:40], 10, axis=0),
+        "far-away": rng.uniform(-40, 40, (400, X.shape[1])),
+    }
+    det = _detector(X)
+    for name, queries in streams.items():
+        _feed(det, name, queries)
+        assert det.level(name, "m") is Level.BLOCK, name
+
+
+def test_each_step_is_an_event_and_levels_only_rise() -> None:
+    X, _ = make_data(seed=1)
+    det = _detector(X)
+    events = det.observe("eve", "m", np.repeat(X[:5], 80, axis=0))
+    assert [e.level for e in events] == [Level.ALERT, Level.LABELS_ONLY, Level.THROTTLE, Level.BLOCK]
+    assert all("near-duplicates" in e.signals for e in events)
+    assert det.level("eve", "m") is Level.BLOCK and det.level("other", "m") is Level.NORMAL
