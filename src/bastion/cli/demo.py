@@ -48,6 +48,7 @@ def demo(workdir: Path | None) -> None:
         console.print(table)
 
         from bastion.demo.evidence_stage import run_evidence_stage
+        from bastion.demo.gateway_stage import run_gateway_stage
         from bastion.demo.monitor_stage import run_monitor_stage
         from bastion.demo.policy_stage import run_policy_stage
         from bastion.demo.workspace_stage import run_workspace_stage
@@ -68,6 +69,11 @@ def demo(workdir: Path | None) -> None:
                 "Deploy",
                 "gate the release under a prod policy: tampered and unsafe copies refused",
                 lambda: run_policy_stage(console, base, root / "release"),
+            ),
+            (
+                "Serve",
+                "serve through the gateway: auth, roles, limits, extraction attack, audit chain",
+                lambda: run_gateway_stage(console, base),
             ),
             (
                 "Monitor",

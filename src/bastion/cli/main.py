@@ -23,6 +23,8 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "gate": ("bastion.cli.gate", "gate", "Scan, attest and verify under a policy: one exit code for CI."),
     "admission": ("bastion.cli.admission", "admission", "Kubernetes validating admission webhook (HTTPS)."),
     "report": ("bastion.cli.report", "report", "Posture report: ATLAS and NIST AI RMF evidenced or missing."),
+    "gateway": ("bastion.cli.gateway", "gateway", "Serve models with auth, limits, audit, theft detection."),
+    "audit": ("bastion.cli.audit", "audit", "Verify tamper-evident audit logs."),
     "monitor": ("bastion.cli.monitor", "monitor", "Baselines, data-quality and drift checks, alarms."),
     "advisories": ("bastion.cli.advisories", "advisories", "Import and inspect the offline OSV advisories."),
 }
