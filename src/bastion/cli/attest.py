@@ -39,7 +39,7 @@ def hash_options(func: F) -> F:
     "predicates",
     multiple=True,
     type=click.Choice(["manifest", "bom", "scan"]),
-    help="What to attest (repeatable; default: manifest for files and folders, bom for env:).",
+    help="What to attest (repeatable; default: manifest for dir:, file:, git:; bom for env:, image:).",
 )
 @click.option(
     "--serialization",
@@ -68,7 +68,7 @@ def attest(
     allow_symlinks_outside: bool,
     workers: int | None,
 ) -> None:
-    """Attest TARGET: dir:PATH, file:PATH, env:[VENV] (or a bare path).
+    """Attest TARGET: dir:PATH, file:PATH, git:PATH[@REV], env:[VENV], image:TARBALL (or a bare path).
 
     Writes a Sigstore bundle v0.3 (JSON; several predicates give JSON Lines) holding a DSSE envelope
     of an in-toto Statement v1. Identical inputs give byte-identical bundles.

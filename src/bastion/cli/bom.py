@@ -1,4 +1,4 @@
-"""``bastion bom``: a CycloneDX 1.6 SBOM / ML-BOM for a model folder, file or Python environment."""
+"""``bastion bom``: a CycloneDX 1.6 SBOM / ML-BOM for a model, a commit, a Python environment or an image."""
 
 from __future__ import annotations
 
@@ -18,7 +18,7 @@ import click
     help="Write the BOM here (default: stdout).",
 )
 def bom(target: str, output: Path | None) -> None:
-    """Describe TARGET (dir:PATH, file:PATH, env:[VENV] or a bare path) as CycloneDX 1.6 JSON.
+    """Describe TARGET (dir:, file:, git:PATH[@REV], env:[VENV], image:TARBALL, a bare path) as CycloneDX.
 
     To sign it: bastion attest TARGET --predicate bom --key NAME.
     """

@@ -62,7 +62,7 @@ def verify(
     allow_symlinks_outside: bool,
     workers: int | None,
 ) -> None:
-    """Verify TARGET (dir:PATH, file:PATH, env:[VENV] or a bare path).
+    """Verify TARGET (dir:PATH, file:PATH, git:PATH[@REV], env:[VENV], image:TARBALL or a bare path).
 
     Exit codes: 0 verified, 1 verification failed, 2 could not decide. With --policy: 0 pass or warn,
     1 a rule failed or the evidence did not verify, 2 a rule could not be evaluated or no evidence.

@@ -59,8 +59,13 @@ class Attestation:
 def compute_manifest(target: Target, options: HashOptions) -> ModelManifest:
     """Hash a ``dir:``/``file:``/``git:`` target into a model-signing manifest."""
     selection = options.selection
+    if target.kind is TargetKind.GIT:
+        from bastion.evidence.gitrepo import git_manifest
+
+        # every tracked file is the subject, .gitignore and .github included; only the globs apply
+        return git_manifest(target.path, target.rev, replace(selection, ignore_paths=()))[0]
     if target.kind not in (TargetKind.DIR, TargetKind.FILE):
-        raise UsageError(f"a manifest describes files and folders, not {target.kind.value} targets")
+        raise UsageError(f"a manifest describes files, folders and commits, not {target.kind.value} targets")
     entries = walk(target.path, selection, allow_outside_symlinks=options.allow_outside_symlinks)
     cache = DigestCache(options.cache_path) if options.cache_path else None
     try:
@@ -89,11 +94,7 @@ def make_statements(
 ) -> list[Statement]:
     statements: list[Statement] = []
     manifest: ModelManifest | None = None
-    if target.kind in (TargetKind.GIT, TargetKind.IMAGE):
-        raise UsageError(
-            f"{target.kind.value}: targets are not supported yet", hint="attest dir:, file: or env:"
-        )
-    if target.kind in (TargetKind.DIR, TargetKind.FILE):
+    if target.kind in (TargetKind.DIR, TargetKind.FILE, TargetKind.GIT):
         manifest = compute_manifest(target, options)
     for kind in predicates:
         if kind is PredicateKind.MANIFEST:
@@ -102,14 +103,21 @@ def make_statements(
                     f"the manifest predicate needs a dir:, file: or git: target, not {target.uri}"
                 )
             statements.append(manifest.statement())
+        elif kind is PredicateKind.BOM and target.kind is TargetKind.IMAGE:
+            from bastion.evidence.bom import BOM_PREDICATE_TYPE
+            from bastion.evidence.imagebom import image_bom
+
+            bom, subjects = image_bom(target.path)
+            statements.append(Statement(subjects, BOM_PREDICATE_TYPE, bom))
         elif kind is PredicateKind.BOM:
             from bastion.evidence.bom import BOM_PREDICATE_TYPE, bom_for_target
 
             bom, subject = bom_for_target(target, manifest)
             statements.append(Statement((subject,), BOM_PREDICATE_TYPE, bom))
         else:
-            if manifest is None:
-                raise UsageError("scan reports are attested for dir:, file: and git: targets")
+            if manifest is None or target.kind is TargetKind.GIT:
+                # a scan reads the working tree, which is not what a git: subject names
+                raise UsageError("scan reports are attested for dir: and file: targets")
             statements.append(Statement((manifest.subject,), SCAN_PREDICATE_TYPE, _scan_predicate(target)))
     return statements
 

@@ -34,21 +34,39 @@ _MAX_CARD = 1024 * 1024
 
 
 def bom_for_target(target: Target, manifest: ModelManifest | None = None) -> tuple[dict[str, Any], Subject]:
-    """The BOM of ``target`` and the subject it describes."""
-    if target.kind in (TargetKind.DIR, TargetKind.FILE):
+    """The BOM of ``target`` and the subject it describes (for images: the image id)."""
+    if target.kind is TargetKind.GIT and manifest is None:
+        from bastion.evidence.gitrepo import git_manifest
+
+        manifest = git_manifest(target.path, target.rev, Selection(ignore_paths=()))[0]
+    if target.kind in (TargetKind.DIR, TargetKind.FILE, TargetKind.GIT):
         return model_bom(target, manifest)
     if target.kind is TargetKind.ENV:
         return environment_bom(target.path)
-    raise UsageError(f"no BOM for {target.kind.value}: targets yet", hint="use dir:, file: or env:")
+    if target.kind is TargetKind.IMAGE:
+        from bastion.evidence.imagebom import image_bom
+
+        document, subjects = image_bom(target.path)
+        return document, subjects[0]
+    raise UsageError(f"no BOM for {target.kind.value}: targets")
 
 
 def subject_for_target(target: Target) -> Subject:
+    """The subject ``target`` has now, to look its evidence up (images are not catalogued for this)."""
     if target.kind is TargetKind.ENV:
         return environment_bom(target.path)[1]
+    if target.kind is TargetKind.GIT:
+        from bastion.evidence.gitrepo import git_manifest
+
+        return git_manifest(target.path, target.rev, Selection(ignore_paths=()))[0].subject
+    if target.kind is TargetKind.IMAGE:
+        from bastion.evidence.image import read_image
+
+        return read_image(target.path).subjects[0]
     return bom_for_target(target)[1]
 
 
-def _document(
+def cyclonedx_document(
     subject: Subject, component: dict[str, Any], components: list[dict[str, Any]]
 ) -> dict[str, Any]:
     serial = uuid.uuid5(uuid.NAMESPACE_URL, f"bastion:{subject.name}:{subject.digests[0]}")
@@ -116,7 +134,7 @@ def model_bom(target: Target, manifest: ModelManifest | None = None) -> tuple[di
     model["modelCard"] = {"modelParameters": parameters} if parameters else {}
     if not model["modelCard"]:
         del model["modelCard"]
-    document = _document(subject, model, files + datasets)
+    document = cyclonedx_document(subject, model, files + datasets)
     canonical_json(document)
     return document, subject
 
@@ -221,14 +239,18 @@ def environment_bom(prefix: Path) -> tuple[dict[str, Any], Subject]:
         "name": name,
         "hashes": [{"alg": "SHA-256", "content": digest}],
     }
-    return _document(subject, env, ordered), subject
+    return cyclonedx_document(subject, env, ordered), subject
 
 
 def _distribution(info: Path) -> dict[str, Any] | None:
-    record = _read_small(info / "RECORD")
     metadata = _read_small(info / "METADATA")
     if metadata is None:
         return None
+    return distribution_component(metadata, _read_small(info / "RECORD"))
+
+
+def distribution_component(metadata: bytes, record: bytes | None) -> dict[str, Any] | None:
+    """A ``library`` component for one ``*.dist-info`` (METADATA headers, SHA-256 of RECORD)."""
     message = email.parser.BytesParser().parsebytes(metadata, headersonly=True)
     name, version = message.get("Name"), message.get("Version")
     if not name or not version:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import enum
 from collections import defaultdict
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -31,6 +32,7 @@ class ModelManifest:
     selection: Selection
     resources: tuple[Resource, ...]
     empty_files: tuple[str, ...] | None  # None: not recorded (a model-signing shard manifest)
+    git: Mapping[str, str] | None = None  # commit, tree, remote of a git: target
 
     @property
     def subject(self) -> Subject:
@@ -52,6 +54,8 @@ class ModelManifest:
         }
         if self.empty_files is not None and self.spec.method is Method.SHARDS:
             extension["empty_files"] = list(self.empty_files)
+        if self.git is not None:
+            extension["git"] = dict(self.git)
         return {
             "serialization": serialization,
             "resources": [
@@ -115,6 +119,11 @@ def parse_manifest(statement: Statement) -> ModelManifest:
             "the manifest is inconsistent: its subject digest does not cover its resources"
         )
     empty = extension.get("empty_files")
+    git = extension.get("git")
+    if git is not None and (
+        not isinstance(git, dict) or not all(isinstance(v, str) for v in git.values()) or "commit" not in git
+    ):
+        raise BundleFormatError("the manifest's git member is malformed")
     return ModelManifest(
         name=subject.name,
         spec=spec,
@@ -122,6 +131,7 @@ def parse_manifest(statement: Statement) -> ModelManifest:
         selection=selection,
         resources=resources,
         empty_files=tuple(str(e) for e in empty) if isinstance(empty, list) else None,
+        git=git,
     )
 
 

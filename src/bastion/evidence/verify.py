@@ -52,6 +52,7 @@ class Cause(enum.Enum):
     KEY_EXPIRED = "key-expired"
     OUT_OF_SCOPE = "out-of-scope"
     SUBJECT_MISMATCH = "subject-mismatch"
+    MISSING_COMMIT = "missing-commit"
     MALFORMED = "malformed"
     UNSUPPORTED = "unsupported"
     UNREADABLE = "unreadable"
@@ -198,6 +199,8 @@ def _check_target(
         except BastionError as exc:
             problems.append(Problem(Cause.UNREADABLE, exc.message))
             continue
+        if target.kind is TargetKind.GIT:
+            problems.extend(_check_commit(target, expected, actual, notes))
         if expected.spec.method is Method.SHARDS and expected.empty_files is None and actual.empty_files:
             notes.append("this shard manifest (made by model-signing) does not cover empty files")
         for change, name in diff(expected, actual):
@@ -206,7 +209,10 @@ def _check_target(
             )
         checked_subjects.add(expected.subject.digests[0].hex)
     for statement in others:
-        if target.kind in (TargetKind.ENV, TargetKind.IMAGE):
+        if target.kind is TargetKind.IMAGE:
+            problems.extend(_check_image(target, statement))
+            continue
+        if target.kind is TargetKind.ENV:
             problems.extend(_check_env_subject(target, statement))
             continue
         digest = statement.subjects[0].digest("sha256")
@@ -225,6 +231,10 @@ def _check_target(
 
 
 def _recompute(target: Target, expected: ModelManifest, options: HashOptions) -> ModelManifest:
+    if target.kind is TargetKind.GIT:
+        from bastion.evidence.gitrepo import git_manifest
+
+        return git_manifest(target.path, target.rev, expected.selection)[0]
     if target.kind not in (TargetKind.DIR, TargetKind.FILE):
         raise BundleFormatError(f"a model manifest cannot describe a {target.kind.value}: target")
     hashing = replace(options, spec=expected.spec, selection=expected.selection)
@@ -243,3 +253,60 @@ def _check_env_subject(target: Target, statement: Statement) -> list[Problem]:
     if stated is None or have is None or not hmac.compare_digest(stated.hex, have.hex):
         return [Problem(Cause.SUBJECT_MISMATCH, f"{target.uri} is not the environment that was attested")]
     return []
+
+
+def _check_commit(
+    target: Target, expected: ModelManifest, actual: ModelManifest, notes: list[str]
+) -> list[Problem]:
+    """The signed commit must still exist; another commit with the same tree is only a note."""
+    from bastion.evidence.gitrepo import commit_exists
+
+    signed = (expected.git or {}).get("commit")
+    current = (actual.git or {}).get("commit")
+    if signed is None:
+        notes.append("this manifest records no commit (it was made from a folder); compared trees only")
+        return []
+    if not commit_exists(target.path, signed):
+        return [
+            Problem(
+                Cause.MISSING_COMMIT,
+                f"the signed commit {signed} is not in the repository (history rewritten?)",
+            )
+        ]
+    if current != signed:
+        notes.append(f"checked commit {current}; the signed commit is {signed}")
+    return []
+
+
+def _check_image(target: Target, statement: Statement) -> list[Problem]:
+    """Every blob against its digest (naming the layer), then the image id and manifest digest."""
+    from bastion.evidence.image import read_image
+    from bastion.evidence.imagebom import signed_layers
+
+    try:
+        image = read_image(target.path)
+    except BastionError as exc:
+        return [Problem(Cause.UNREADABLE, exc.message)]
+    problems = [Problem(Cause.CHANGED, m.detail, m.path) for m in image.mismatches]
+    signed = signed_layers(statement.predicate)
+    for layer in image.layers:
+        if layer.index in signed and not hmac.compare_digest(signed[layer.index], layer.digest):
+            problems.append(
+                Problem(
+                    Cause.CHANGED,
+                    f"layer {layer.index} is {layer.digest}; the signed image has {signed[layer.index]}",
+                    layer.path,
+                )
+            )
+    if signed and len(signed) != len(image.layers):
+        problems.append(
+            Problem(Cause.CHANGED, f"the image has {len(image.layers)} layers; the signed one {len(signed)}")
+        )
+    for stated, actual in zip(statement.subjects, image.subjects, strict=False):
+        want, have = stated.digest("sha256"), actual.digest("sha256")
+        if want is None or have is None or not hmac.compare_digest(want.hex, have.hex):
+            what = "image id (config digest)" if actual is image.subjects[0] else "manifest digest"
+            problems.append(
+                Problem(Cause.SUBJECT_MISMATCH, f"the {what} is {have}; the signed image has {want}")
+            )
+    return problems
