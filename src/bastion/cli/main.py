@@ -20,6 +20,7 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "verify": ("bastion.cli.verify", "verify", "Verify an artifact against its signed attestations."),
     "bom": ("bastion.cli.bom", "bom", "Write a CycloneDX 1.6 SBOM / ML-BOM for a model or environment."),
     "evidence": ("bastion.cli.evidence", "evidence", "List, show, export and import stored evidence."),
+    "secrets": ("bastion.cli.secrets", "secrets", "Encrypted secrets store; inject secrets into a process."),
     "gate": ("bastion.cli.gate", "gate", "Scan, attest and verify under a policy: one exit code for CI."),
     "admission": ("bastion.cli.admission", "admission", "Kubernetes validating admission webhook (HTTPS)."),
     "report": ("bastion.cli.report", "report", "Posture report: ATLAS and NIST AI RMF evidenced or missing."),

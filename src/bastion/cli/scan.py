@@ -51,6 +51,16 @@ def _severity(_ctx: click.Context, _param: click.Parameter, value: str) -> Sever
     type=click.Path(dir_okay=False, path_type=Path),
     help="Record every current finding in this baseline file (then exit as usual).",
 )
+@click.option(
+    "--history", is_flag=True, help="Also scan the git history (commits reachable from HEAD) for secrets."
+)
+@click.option(
+    "--history-max-commits",
+    type=click.IntRange(1),
+    default=1000,
+    show_default=True,
+    help="Scan at most this many of the newest commits.",
+)
 @click.option("--include", multiple=True, help="Glob of files to scan inside folders (repeatable).")
 @click.option("--exclude", multiple=True, help="Glob of files to leave out (repeatable).")
 @click.option(
@@ -78,6 +88,8 @@ def scan(
     only: str | None,
     baseline: Path | None,
     write_baseline: Path | None,
+    history: bool,
+    history_max_commits: int,
     include: tuple[str, ...],
     exclude: tuple[str, ...],
     allowlists: tuple[Path, ...],
@@ -91,7 +103,8 @@ def scan(
     Model formats are recognised by content: pickle (and PyTorch, joblib, NumPy built on it), Keras,
     HDF5, TensorFlow SavedModel, ONNX, safetensors, GGUF, skops, zip/tar/compressed archives.
     Project folders are also checked for secrets, personal data, unsafe ML code, risky dependencies
-    and Dockerfiles (honouring .gitignore). Nothing is ever loaded, imported or executed.
+    and Dockerfiles (honouring .gitignore); --history adds the secrets in their git history.
+    Nothing is ever loaded, imported or executed.
 
     Exit codes: 0 clean, 1 findings at or above --fail-on, 2 could not decide, 3 nothing scannable.
     """
@@ -108,6 +121,8 @@ def scan(
         "families": (only,) if only else None,
         "baseline": baseline,
     }
+    if history:
+        options.update(history=True, history_max_commits=history_max_commits)
     show_progress = sys.stderr.isatty() if progress is None else progress
     try:
         report = _scan_with_progress(paths, options) if show_progress else scan_paths(paths, **options)

@@ -342,6 +342,8 @@ def scan_paths(
     families: Sequence[str] | None = None,
     workspace_config: WorkspaceConfig | None = None,
     baseline: str | os.PathLike[str] | None = None,
+    history: bool = False,
+    history_max_commits: int = 1000,
 ) -> ScanReport:
     """Scan files, folders and archives: model files for unsafe content, and (``families``) project
     workspaces for secrets, personal data, unsafe code, dependencies and Dockerfiles.
@@ -349,12 +351,17 @@ def scan_paths(
     ``families``: ``("model",)``, ``("workspace",)`` or both; None detects (model files always,
     workspace checks for single files and for folders that look like projects). Never executes what
     it reads.
+
+    ``history``: also scan the git history of each root for secrets (at most ``history_max_commits``
+    commits reachable from HEAD; see ``bastion.scanners.workspace.history``).
     """
     started = time.perf_counter()
     roots = [Path(p) for p in paths]
     chosen = set(families or FAMILIES)
     if not chosen <= set(FAMILIES) or not chosen:
         raise InputError(f"unknown scanner family in {sorted(chosen)} (choose from {', '.join(FAMILIES)})")
+    if history and "workspace" not in chosen:
+        raise InputError("--history scans for secrets: it needs the workspace checks (not --only model)")
     ws_config = None
     if "workspace" in chosen:
         from bastion.scanners.workspace.config import load_config
@@ -395,6 +402,16 @@ def scan_paths(
             results.append(_scan_target(target, options))
             if progress:
                 progress(target.display, target.size)
+    extras: dict[str, object] = {"files": len(targets), "bytes": sum(t.size for t in targets)}
+    if history:
+        from bastion.scanners.workspace.history import scan_history
+
+        assert ws_config is not None
+        history_ctx = ScanContext(limits=options.limits)
+        stats = [scan_history(r, history_ctx, ws_config, max_commits=history_max_commits) for r in roots]
+        results.append(history_ctx)
+        extras["history_commits"] = sum(s.commits for s in stats)
+        extras["history_blobs"] = sum(s.blobs for s in stats)
     report = ScanReport(
         roots=tuple(str(p) for p in roots),
         findings=tuple(f for c in results for f in c.findings),
@@ -404,7 +421,7 @@ def scan_paths(
         tools=(ToolInfo("bastion", __version__),),
         duration_s=time.perf_counter() - started,
         fail_on=fail_on,
-        extras={"files": len(targets), "bytes": sum(t.size for t in targets)},
+        extras=extras,
     )
     if baseline is not None:
         from bastion.scanners.workspace.baseline import apply_baseline, load_baseline

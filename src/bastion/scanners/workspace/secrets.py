@@ -31,7 +31,8 @@ from bastion.scanners.workspace.text import (
 
 REMEDIATION = (
     "Revoke and rotate the credential now (it is in the file and in version-control history), remove it, "
-    "and inject it at run time from a secrets manager as an environment variable."
+    "and inject it at run time as an environment variable from a secrets manager: store the new value "
+    "with `bastion secrets set NAME --from-stdin` and start the program with `bastion secrets run -- CMD`."
 )
 _ATLAS = ("AML.T0055", "AML.M0005")
 _CWE = ("CWE-798",)

@@ -108,7 +108,8 @@ HARDCODED_CREDENTIAL = _r(
     "hardcoded-credential",
     Severity.HIGH,
     "Credential passed to a client as a string literal",
-    "Read the credential from the environment at run time (injected by a secrets manager).",
+    "Read the credential from the environment at run time: store it with `bastion secrets set NAME "
+    "--from-stdin` and start the program with `bastion secrets run -- CMD`.",
     "CWE-798",
     ("AML.T0055", "AML.M0005"),
 )
