@@ -104,7 +104,10 @@ class AuditLog:
             return list(self._recent)[-limit:]
 
     def close(self) -> None:
+        """Flush and close; closing twice (the lifespan and the owner both do) is harmless."""
         with self._lock:
+            if self._handle.closed:
+                return
             self._handle.flush()
             self._handle.close()
 

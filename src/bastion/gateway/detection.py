@@ -85,6 +85,38 @@ class _Stream:
         self.outliers = deque(maxlen=self.window)
 
 
+def _history(stream: _Stream) -> np.ndarray:
+    """The window's rows, oldest first."""
+    if stream.size < stream.window:
+        return stream.seen[: stream.size]
+    return np.roll(stream.seen, -stream.cursor, axis=0)
+
+
+def _nearest(history: np.ndarray, z: np.ndarray, window: int, chunk: int = 64) -> np.ndarray:
+    """For each row of ``z``, the distance to its nearest earlier query among the last ``window`` queries
+    (``history``, oldest first, then the earlier rows of ``z``); ``inf`` for the very first query.
+
+    Candidates come from one matrix product (|a|² + |b|² − 2ab), the winner's distance is recomputed
+    directly so that near-duplicates are measured exactly.
+    """
+    s, n = history.shape[0], z.shape[0]
+    seq = np.concatenate([history, z]) if s else z
+    norms = np.einsum("ij,ij->i", seq, seq)
+    out = np.full(n, np.inf)
+    positions = np.arange(s + n)
+    for a in range(0, n, chunk):
+        b = min(n, a + chunk)
+        rows = z[a:b]
+        d2 = norms[s + a : s + b, None] + norms[None, :] - 2.0 * (rows @ seq.T)
+        me = (s + np.arange(a, b))[:, None]
+        d2[(positions[None, :] >= me) | (positions[None, :] < me - window)] = np.inf
+        best = d2.argmin(axis=1)
+        valid = np.isfinite(d2[np.arange(b - a), best])
+        exact = np.sqrt(((rows - seq[best]) ** 2).sum(axis=1))
+        out[a:b] = np.where(valid, exact, np.inf)
+    return out
+
+
 class ExtractionDetector:
     """Feed every served row through :meth:`observe`; read :meth:`level` before answering."""
 
@@ -108,17 +140,25 @@ class ExtractionDetector:
         if stream is None:
             stream = self._streams[key] = _Stream(x.shape[1], self.config.window)
         z = x if self.mean is None or self.std is None else (x - self.mean) / self.std
-        events: list[Event] = []
-        for row in z:
-            if stream.size:
-                d = float(np.sqrt(((stream.seen[: stream.size] - row) ** 2).sum(axis=1)).min())
-                stream.distances.append(d)
-                stream.duplicates.append(d <= self.config.duplicate_radius)
-            if self.mean is not None:
-                stream.outliers.append(bool(np.any(np.abs(row) > 4.0)))
+        n = int(z.shape[0])
+        had = stream.size
+        distances = _nearest(_history(stream), z, stream.window)
+        outliers = np.any(np.abs(z) > 4.0, axis=1) if self.mean is not None else None
+        # the window keeps the newest ``window`` rows: write this batch's last ones into the ring, in order
+        for row in z[-stream.window :]:
             stream.seen[stream.cursor] = row
             stream.cursor = (stream.cursor + 1) % stream.window
-            stream.size = min(stream.size + 1, stream.window)
+        stream.size = min(stream.size + n, stream.window)
+        # bookkeeping row by row (cheap), the statistics only at each check point, as if fed one row at a time
+        events: list[Event] = []
+        radius = self.config.duplicate_radius
+        for i in range(n):
+            if had or i:
+                d = float(distances[i])
+                stream.distances.append(d)
+                stream.duplicates.append(d <= radius)
+            if outliers is not None:
+                stream.outliers.append(bool(outliers[i]))
             stream.total += 1
             stream.since_check += 1
             if stream.total >= self.config.min_queries and stream.since_check >= self.config.check_every:
@@ -129,7 +169,8 @@ class ExtractionDetector:
         return events
 
     def _check(self, caller: str, model: str, stream: _Stream) -> Event | None:
-        spread = np.asarray([d for d in stream.distances if d > self.config.duplicate_radius])
+        distances = np.fromiter(stream.distances, float, len(stream.distances))
+        spread = distances[distances > self.config.duplicate_radius]
         w = shapiro_francia(np.log(spread)) if spread.size >= self.config.min_queries // 2 else 1.0
         signals: list[str] = []
         if w < self.config.normality_threshold:

@@ -44,6 +44,9 @@ def harden(
         return [round(v, output.round) if isinstance(v, float) else v for v in prediction.outputs]
     if mode is OutputMode.LABELS:
         return list(prediction.outputs)
+    if mode is OutputMode.PROBABILITIES and output.noise == 0:  # the common case, without a row loop
+        plain: list[Any] = (proba if output.round is None else np.round(proba, output.round)).tolist()
+        return plain
     rows: list[Any] = []
     for i in range(proba.shape[0]):
         p = proba[i].copy()

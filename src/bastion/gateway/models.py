@@ -26,6 +26,7 @@ from bastion.gateway.config import ModelFormat, ModelSpec
 from bastion.gateway.errors import HttpError, ModelRefused
 
 LINEAR_FORMAT = "bastion-linear/v1"
+_NUMBERS = frozenset({int, float})
 
 
 @dataclass(frozen=True)
@@ -132,9 +133,11 @@ class ServedModel:
         for row in rows:
             if not isinstance(row, list) or len(row) != width:
                 raise HttpError(422, "bad-shape", f"each row must be a list of {width} numbers")
-            for v in row:
-                if isinstance(v, bool) or not isinstance(v, int | float):
-                    raise HttpError(422, "bad-type", "features must be numbers")
+        # JSON gives exact ints and floats: one pass over the types (a bool is an int, never a number here)
+        if not {type(v) for row in rows for v in row} <= _NUMBERS and any(
+            isinstance(v, bool) or not isinstance(v, int | float) for row in rows for v in row
+        ):
+            raise HttpError(422, "bad-type", "features must be numbers")
         x = np.asarray(rows, dtype=np.float64)
         if not np.all(np.isfinite(x)):
             raise HttpError(422, "out-of-range", "features must be finite")
@@ -163,22 +166,43 @@ def _copy_hashing(source: Path, dest: Path) -> str:
     return digest.hexdigest()
 
 
+def _keyring_root(path: Path | None) -> Path | None:
+    """``keyring`` is a ``BASTION_HOME`` folder or the ``trust.json`` in one; unset: ``$BASTION_HOME``."""
+    if path is not None and path.name == "trust.json" and not path.is_dir():
+        return path.parent
+    return path
+
+
 def _check_evidence(spec: ModelSpec, copy: Path) -> None:
+    """Verify the *copy* against its signed ``file:`` attestation; refuse with the causes otherwise.
+
+    Anything the evidence layer cannot decide (no bundle, a malformed one, an unreadable trust file, a
+    required signer that is not in it) is a refusal too, never a crash and never a pass.
+    """
     evidence = spec.require_evidence
     if evidence is None:
         return
+    from bastion.errors import BastionError
     from bastion.evidence.bundle import read_bundles
     from bastion.evidence.keys import Keyring
     from bastion.evidence.targets import Target, TargetKind
     from bastion.evidence.verify import Status, verify
 
-    bundles = read_bundles(evidence.bundle)
-    result = verify(
-        Target(TargetKind.FILE, copy), bundles, Keyring(evidence.keyring), expected_signer=evidence.signer
-    )
+    refuse = f"model {spec.name!r}: evidence"
+    if not evidence.bundle.is_file():
+        raise ModelRefused(f"{refuse} undecided (no-evidence): no bundle at {evidence.bundle}")
+    try:
+        bundles = read_bundles(evidence.bundle)
+        ring = Keyring(_keyring_root(evidence.keyring))
+        if evidence.signer is not None:
+            ring.find(evidence.signer)  # a required signer that is not trusted here is a refusal
+        result = verify(Target(TargetKind.FILE, copy), bundles, ring, expected_signer=evidence.signer)
+    except BastionError as exc:
+        raise ModelRefused(f"{refuse} undecided: {exc.message}") from None
     if result.status is not Status.VERIFIED:
         causes = ", ".join(sorted({p.cause.value for p in result.problems})) or result.status.value
-        raise ModelRefused(f"model {spec.name!r}: evidence {result.status.value} ({causes})")
+        detail = result.problems[0].detail if result.problems else ""
+        raise ModelRefused(f"{refuse} {result.status.value} ({causes}): {detail}")
 
 
 def load_model(spec: ModelSpec) -> ServedModel:
