@@ -44,6 +44,45 @@ def _emit(text: str, output: Path | None) -> None:
         output.write_text(text, encoding="utf-8")
 
 
+_PROBLEM = click.Choice(["classification", "regression"])
+
+
+def _quality_options(f: Any) -> Any:
+    for option in reversed(
+        [
+            click.option("--prediction-column", help="Column holding the model's prediction."),
+            click.option("--label-column", help="Column holding the ground truth."),
+            click.option("--score-column", help="Score of the positive class (binary ROC AUC)."),
+            click.option("--problem", type=_PROBLEM, help="Default: inferred from the labels."),
+            click.option("--positive-label", help="Positive class for ROC AUC (default: the greater label)."),
+        ]
+    ):
+        f = option(f)
+    return f
+
+
+def _spec(
+    prediction: str | None,
+    label: str | None,
+    score: str | None,
+    problem: str | None,
+    positive: str | None,
+    default: Any = None,
+) -> Any:
+    from bastion.errors import UsageError
+    from bastion.monitor.quality import Problem, QualitySpec
+
+    if default is not None:
+        prediction = prediction or default.prediction_column
+        label = label or default.label_column
+        score = score or default.score_column
+        problem = problem or default.problem.value
+        positive = positive or default.positive_label
+    if not prediction or not label:
+        raise UsageError("model quality needs both --prediction-column and --label-column")
+    return QualitySpec(prediction, label, score, Problem(problem) if problem else None, positive)
+
+
 @monitor.command()
 @click.option(
     "--data",
@@ -57,12 +96,35 @@ def _emit(text: str, output: Path | None) -> None:
     "--out", required=True, type=click.Path(file_okay=False, path_type=Path), help="Baseline folder."
 )
 @click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True)
-def baseline(data: tuple[Path, ...], out: Path, fmt: str) -> None:
-    """Profile training data into statistics.json, constraints.json and bastion-baseline.json."""
-    from bastion.monitor import build_baseline, write_baseline
+@_quality_options
+def baseline(
+    data: tuple[Path, ...],
+    out: Path,
+    fmt: str,
+    prediction_column: str | None,
+    label_column: str | None,
+    score_column: str | None,
+    problem: str | None,
+    positive_label: str | None,
+) -> None:
+    """Profile training data into statistics.json, constraints.json and bastion-baseline.json.
 
-    base = build_baseline(list(data))
+    With --prediction-column and --label-column, also record the model's quality on this data in
+    quality.json (the label column is then left out of the drift profile).
+    """
+    from bastion.monitor import build_baseline, measure_quality, write_baseline
+
+    spec = None
+    if prediction_column or label_column or score_column:
+        spec = _spec(prediction_column, label_column, score_column, problem, positive_label)
+    base = build_baseline(list(data), exclude=(spec.label_column,) if spec else ())
     written = write_baseline(base, out)
+    quality = None
+    if spec is not None:
+        from bastion.monitor.quality import QualityBaseline, write_quality
+
+        quality = measure_quality(list(data), spec)
+        written.append(write_quality(QualityBaseline(quality), out))
     columns = {
         name: {"inferred_type": col.inferred_type, "completeness": round(col.completeness, 6)}
         for name, col in base.profile.columns.items()
@@ -70,13 +132,110 @@ def baseline(data: tuple[Path, ...], out: Path, fmt: str) -> None:
     if fmt == "json":
         doc = {"schema_version": "bastion.monitor.baseline-summary/1", "rows": base.profile.rows}
         doc |= {"columns": columns, "files": [str(p) for p in written]}
+        if quality is not None:
+            doc["quality"] = {
+                "problem": quality.problem.value,
+                "rows": quality.rows,
+                "metrics": quality.metrics,
+            }
         click.echo(json.dumps(doc, indent=2))
         return
     click.echo(f"Baseline of {base.profile.rows} rows, {len(columns)} columns:")
     for name, info in columns.items():
         click.echo(f"  {name:30s} {info['inferred_type']:10s} completeness {info['completeness']:.4f}")
+    if quality is not None:
+        click.echo(f"Model quality ({quality.problem.value}, {quality.rows} labelled rows):")
+        for metric, value in quality.metrics.items():
+            click.echo(f"  {metric:30s} {value:.6g}")
     for path in written:
         click.echo(f"wrote {path}")
+
+
+@monitor.command()
+@click.option("--baseline", "baseline_dir", required=True, type=click.Path(file_okay=False, path_type=Path))
+@click.option(
+    "--data", "data", multiple=True, required=True, type=_DATA, help="Labelled window: file(s) or folder(s)."
+)
+@_quality_options
+@click.option(
+    "--tolerance",
+    "tolerances",
+    multiple=True,
+    metavar="METRIC=VALUE",
+    help="Override quality.json's tolerance (absolute drop for scores, relative rise for mae/rmse).",
+)
+@click.option("--min-rows", type=click.IntRange(min=1), help="Labelled rows needed (default: quality.json).")
+@click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True)
+@click.option(
+    "-o", "--output", type=click.Path(dir_okay=False, path_type=Path), help="Write the report here."
+)
+@click.option("--monitor", "monitor_name", help="Record this evaluation as a datapoint of this alarm.")
+def quality(
+    baseline_dir: Path,
+    data: tuple[Path, ...],
+    prediction_column: str | None,
+    label_column: str | None,
+    score_column: str | None,
+    problem: str | None,
+    positive_label: str | None,
+    tolerances: tuple[str, ...],
+    min_rows: int | None,
+    fmt: str,
+    output: Path | None,
+    monitor_name: str | None,
+) -> None:
+    """Model quality of a labelled window against the baseline's: OK, ALARM or INSUFFICIENT_DATA.
+
+    Exit codes: 0 OK, 1 ALARM (a metric degraded beyond its tolerance), 3 INSUFFICIENT_DATA, 2 error.
+    """
+    from dataclasses import replace
+
+    from bastion.monitor import measure_quality
+    from bastion.monitor.quality import compare, load_quality, parse_tolerance_options
+
+    base = load_quality(baseline_dir)
+    if min_rows is not None:
+        base = replace(base, min_rows=min_rows)
+    spec = _spec(prediction_column, label_column, score_column, problem, positive_label, base.profile.spec)
+    report = compare(base, measure_quality(list(data), spec), parse_tolerance_options(tolerances))
+    evaluation = None
+    if monitor_name:
+        from bastion.monitor.store import MonitorStore
+
+        summary = {"status": report.status.value, "rows": report.rows, "degraded": report.degraded_metrics}
+        evaluation = MonitorStore().record(monitor_name, report.status.value, summary)
+    if fmt == "json":
+        doc = report.to_json()
+        if evaluation is not None:
+            doc["alarm"] = _evaluation_json(evaluation)
+        _emit(json.dumps(doc, indent=2) + "\n", output)
+    else:
+        text = _quality_text(report)
+        if evaluation is not None:
+            text += (
+                f"alarm {evaluation.alarm}: {evaluation.state_before.value} -> {evaluation.state_after.value}"
+                f" ({evaluation.reason})\n"
+            )
+        _emit(text, output)
+    sys.exit(report.exit_code)
+
+
+def _quality_text(report: Any) -> str:
+    lines = [
+        f"status: {report.status.value}  ({report.problem.value}, {report.rows} labelled rows "
+        f"vs baseline of {report.reference_rows}; {report.unlabelled} unlabelled, "
+        f"{report.missing_predictions} without prediction)"
+    ]
+    if report.status.value == "INSUFFICIENT_DATA":
+        lines.append(f"fewer than {report.min_rows} labelled rows: nothing was decided")
+    if report.degraded_metrics:
+        lines.append("degraded metrics: " + ", ".join(report.degraded_metrics))
+    if report.metrics:
+        lines.append(f"{'metric':24s} {'baseline':>10s} {'current':>10s} {'limit':>10s}  degraded")
+    for m in report.metrics:
+        flag = "YES" if m.degraded else "no"
+        lines.append(f"{m.name:24s} {m.baseline:>10.4g} {m.current:>10.4g} {m.limit:>10.4g}  {flag}")
+    return "\n".join(lines) + "\n"
 
 
 @monitor.command()

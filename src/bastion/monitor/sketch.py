@@ -147,7 +147,7 @@ class KLLSketch:
                 if h + 1 == len(self.levels):
                     self.levels.append(np.empty(0, dtype=np.float64))
                 items = np.sort(items)
-                keep = items[-1:] if items.size % 2 else items[:0]
+                keep = items[-1:].copy() if items.size % 2 else items[:0].copy()  # no view of the level
                 pairs = items[: items.size - keep.size]
                 promoted = pairs[int(rng.integers(0, 2)) :: 2]
                 self.levels[h] = keep
