@@ -92,7 +92,14 @@ class Machine(MachineState):
         if p + 4 > r.end:
             raise TruncatedError("pickle data was truncated (needs 4 bytes)", offset=at)
         r.pos = p + 4
-        self.memo_put(int.from_bytes(self.data[p : p + 4], "little"), at)
+        idx = int.from_bytes(self.data[p : p + 4], "little")
+        memo = self.memo
+        if idx >= self.memo_limit or len(memo) >= self.memo_limit:
+            raise LimitExceeded(f"pickle memo index {idx} beyond the limit of {self.memo_limit}", offset=at)
+        stack = self.stack
+        if len(stack) <= (self.marks[-1] if self.marks else 0):
+            raise FormatError("unpickling stack underflow", offset=at)
+        memo[idx] = stack[-1]
 
     def op_MEMOIZE(self, at: int) -> None:
         self.memo_put(len(self.memo), at)
@@ -119,87 +126,87 @@ class Machine(MachineState):
 
     # scalars
     def op_SHORT_BINUNICODE(self, at: int) -> None:
-        self.push(self.text_value(self.r.u8(at), at), at)
+        self.stack.append(self.text_value(self.r.u8(at), at))
 
     def op_BINUNICODE(self, at: int) -> None:
-        self.push(self.text_value(self.r.u32(at), at), at)
+        self.stack.append(self.text_value(self.r.u32(at), at))
 
     def op_BINUNICODE8(self, at: int) -> None:
-        self.push(self.text_value(self.r.u64(at), at), at)
+        self.stack.append(self.text_value(self.r.u64(at), at))
 
     def op_SHORT_BINBYTES(self, at: int) -> None:
-        self.push(self.bytes_value(self.r.u8(at), at), at)
+        self.stack.append(self.bytes_value(self.r.u8(at), at))
 
     def op_SHORT_BINSTRING(self, at: int) -> None:
-        self.push(self.bytes_value(self.r.u8(at), at, True), at)
+        self.stack.append(self.bytes_value(self.r.u8(at), at, True))
 
     def op_BINBYTES(self, at: int) -> None:
-        self.push(self.bytes_value(self.r.u32(at), at), at)
+        self.stack.append(self.bytes_value(self.r.u32(at), at))
 
     def op_BINSTRING(self, at: int) -> None:
         n = self.r.i32(at)
         if n < 0:
             raise FormatError("BINSTRING pickle has negative byte count", offset=at)
-        self.push(self.bytes_value(n, at, True), at)
+        self.stack.append(self.bytes_value(n, at, True))
 
     def op_BINBYTES8(self, at: int) -> None:
-        self.push(self.bytes_value(self.r.u64(at), at), at)
+        self.stack.append(self.bytes_value(self.r.u64(at), at))
 
     op_BYTEARRAY8 = op_BINBYTES8
 
     def op_BININT1(self, at: int) -> None:
-        self.push(self.r.u8(at), at)
+        self.stack.append(self.r.u8(at))
 
     def op_BININT2(self, at: int) -> None:
-        self.push(self.r.u16(at), at)
+        self.stack.append(self.r.u16(at))
 
     def op_BININT(self, at: int) -> None:
-        self.push(self.r.i32(at), at)
+        self.stack.append(self.r.i32(at))
 
     def op_BINFLOAT(self, at: int) -> None:
-        self.push(self.r.f64(at), at)
+        self.stack.append(self.r.f64(at))
 
     def op_LONG1(self, at: int) -> None:
-        self.push(op.decode_long(self.r.take(self.r.u8(at), at)), at)
+        self.stack.append(op.decode_long(self.r.take(self.r.u8(at), at)))
 
     def op_LONG4(self, at: int) -> None:
         n = self.r.i32(at)
         if n < 0:
             raise FormatError("LONG pickle has negative byte count", offset=at)
         if n <= 1024:
-            self.push(op.decode_long(self.r.take(n, at)), at)
+            self.stack.append(op.decode_long(self.r.take(n, at)))
         else:
             self.r.need(n, at)
-            self.push(Unknown("huge int"), at)
+            self.stack.append(Unknown("huge int"))
 
     def op_NONE(self, at: int) -> None:
-        self.push(None, at)
+        self.stack.append(None)
 
     def op_NEWTRUE(self, at: int) -> None:
-        self.push(True, at)
+        self.stack.append(True)
 
     def op_NEWFALSE(self, at: int) -> None:
-        self.push(False, at)
+        self.stack.append(False)
 
     def op_INT(self, at: int) -> None:
-        self.push(op.parse_int_line(self.r.line(at), at), at)
+        self.stack.append(op.parse_int_line(self.r.line(at), at))
 
     def op_LONG(self, at: int) -> None:
-        self.push(op.parse_long_line(self.r.line(at), at), at)
+        self.stack.append(op.parse_long_line(self.r.line(at), at))
 
     def op_FLOAT(self, at: int) -> None:
-        self.push(op.parse_float_line(self.r.line(at), at), at)
+        self.stack.append(op.parse_float_line(self.r.line(at), at))
 
     def op_STRING(self, at: int) -> None:
         raw = op.parse_string_line(self.r.line(at), at)
         if self.nested is not None and len(raw) >= 4 and raw[0] in NESTED_START:
             self.nested(memoryview(raw), at)
-        self.push(raw.decode("latin-1"), at)
+        self.stack.append(raw.decode("latin-1"))
 
     def op_UNICODE(self, at: int) -> None:
         s = op.parse_unicode_line(self.r.line(at), at)
         self.check_text(s, at)
-        self.push(s, at)
+        self.stack.append(s)
 
     # stack and containers
     def op_MARK(self, at: int) -> None:
@@ -217,40 +224,40 @@ class Machine(MachineState):
         self.pop_mark(at)
 
     def op_DUP(self, at: int) -> None:
-        self.push(self.top(at), at)
+        self.stack.append(self.top(at))
 
     def op_EMPTY_TUPLE(self, at: int) -> None:
-        self.push((), at)
+        self.stack.append(())
 
     def op_TUPLE1(self, at: int) -> None:
-        self.push((self.pop(at),), at)
+        self.stack.append((self.pop(at),))
 
     def op_TUPLE2(self, at: int) -> None:
         b = self.pop(at)
-        self.push((self.pop(at), b), at)
+        self.stack.append((self.pop(at), b))
 
     def op_TUPLE3(self, at: int) -> None:
         c = self.pop(at)
         b = self.pop(at)
-        self.push((self.pop(at), b, c), at)
+        self.stack.append((self.pop(at), b, c))
 
     def op_TUPLE(self, at: int) -> None:
-        self.push(tuple(self.pop_mark(at)), at)
+        self.stack.append(tuple(self.pop_mark(at)))
 
     def op_EMPTY_LIST(self, at: int) -> None:
-        self.push(ListV(), at)
+        self.stack.append(ListV())
 
     def op_LIST(self, at: int) -> None:
-        self.push(ListV(self.pop_mark(at)), at)
+        self.stack.append(ListV(self.pop_mark(at)))
 
     def op_EMPTY_DICT(self, at: int) -> None:
-        self.push(DictV(), at)
+        self.stack.append(DictV())
 
     def op_EMPTY_SET(self, at: int) -> None:
-        self.push(SetV(), at)
+        self.stack.append(SetV())
 
     def op_FROZENSET(self, at: int) -> None:
-        self.push(SetV(self.pop_mark(at), frozen=True), at)
+        self.stack.append(SetV(self.pop_mark(at), frozen=True))
 
     def _pairs(self, at: int) -> list[tuple[object, object]]:
         items = self.pop_mark(at)
@@ -259,7 +266,7 @@ class Machine(MachineState):
         return list(zip(items[::2], items[1::2], strict=True))
 
     def op_DICT(self, at: int) -> None:
-        self.push(DictV(self._pairs(at)), at)
+        self.stack.append(DictV(self._pairs(at)))
 
     def op_SETITEMS(self, at: int) -> None:
         pairs = self._pairs(at)
@@ -301,46 +308,46 @@ class Machine(MachineState):
     def op_GLOBAL(self, at: int) -> None:
         module = self.utf8_line(at)
         name = self.utf8_line(at)
-        self.push(self.make_global(module, name, at), at)
+        self.stack.append(self.make_global(module, name, at))
 
     def op_STACK_GLOBAL(self, at: int) -> None:
         name = self.pop(at)
         module = self.pop(at)
         if isinstance(module, str) and isinstance(name, str):
-            self.push(self.make_global(module, name, at), at)
+            self.stack.append(self.make_global(module, name, at))
             return
         what = f"{describe(module)}.{describe(name)}"
         msg = f"STACK_GLOBAL imports a name computed at load time ({what})"
         self.judge.flag(rules.DYNAMIC_GLOBAL, what, msg, at)
-        self.push(Unknown("dynamic global"), at)
+        self.stack.append(Unknown("dynamic global"))
 
     def op_INST(self, at: int) -> None:
         module = self.utf8_line(at)
         name = self.utf8_line(at)
         g = self.make_global(module, name, at)
-        self.push(self.call(g, tuple(self.pop_mark(at)), "inst", Use.CALL, at), at)
+        self.stack.append(self.call(g, tuple(self.pop_mark(at)), "inst", Use.CALL, at))
 
     def op_OBJ(self, at: int) -> None:
         items = self.pop_mark(at)
         if not items:
             raise FormatError("OBJ without a class", offset=at)
-        self.push(self.call(items[0], tuple(items[1:]), "obj", Use.CALL, at), at)
+        self.stack.append(self.call(items[0], tuple(items[1:]), "obj", Use.CALL, at))
 
     def op_REDUCE(self, at: int) -> None:
         args = self.pop(at)
         func = self.pop(at)
-        self.push(self.call(func, args, "reduce", Use.CALL, at), at)
+        self.stack.append(self.call(func, args, "reduce", Use.CALL, at))
 
     def op_NEWOBJ(self, at: int) -> None:
         args = self.pop(at)
         cls = self.pop(at)
-        self.push(self.call(cls, args, "newobj", Use.NEW, at), at)
+        self.stack.append(self.call(cls, args, "newobj", Use.NEW, at))
 
     def op_NEWOBJ_EX(self, at: int) -> None:
         kwargs = self.pop(at)
         args = self.pop(at)
         cls = self.pop(at)
-        self.push(self.call(cls, (args, kwargs), "newobj_ex", Use.NEW, at), at)
+        self.stack.append(self.call(cls, (args, kwargs), "newobj_ex", Use.NEW, at))
 
     def op_BUILD(self, at: int) -> None:
         state = self.pop(at)
@@ -356,19 +363,19 @@ class Machine(MachineState):
     def op_PERSID(self, at: int) -> None:
         pid = self.r.line(at).decode("latin-1")
         self.persistent_ids.append(pid)
-        self.push(PersRef(pid), at)
+        self.stack.append(PersRef(pid))
 
     def op_BINPERSID(self, at: int) -> None:
         pid = self.pop(at)
         self.persistent_ids.append(pid)
-        self.push(PersRef(pid), at)
+        self.stack.append(PersRef(pid))
 
     def _ext(self, code: int, at: int) -> None:
         if code <= 0:
             raise FormatError("EXT specifies a code <= 0", offset=at)
         ref = ExtRef(code, at)
         self.judge.reference(ref)
-        self.push(ref, at)
+        self.stack.append(ref)
 
     def op_EXT1(self, at: int) -> None:
         self._ext(self.r.u8(at), at)
@@ -392,7 +399,7 @@ class Machine(MachineState):
         self.frame_end = self.r.pos + n
 
     def op_NEXT_BUFFER(self, at: int) -> None:
-        self.push(Unknown("out-of-band buffer"), at)
+        self.stack.append(Unknown("out-of-band buffer"))
 
     def op_READONLY_BUFFER(self, at: int) -> None:
         self.top(at)
