@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import re
 import struct
-import tarfile
 import zipfile
 import zlib
 from collections import Counter
@@ -193,6 +192,8 @@ def _scan_special(kind: str, view: memoryview, loc: Location, ctx: ScanContext, 
 
 
 def scan_tar(data: memoryview, loc: Location, ctx: ScanContext, depth: int) -> None:
+    import tarfile
+
     try:
         archive = tarfile.open(fileobj=ViewReader(data), mode="r:")  # noqa: SIM115 - closed below
     except (tarfile.TarError, OSError, ValueError, EOFError) as exc:

@@ -362,6 +362,8 @@ def scan_paths(
         raise InputError(f"unknown scanner family in {sorted(chosen)} (choose from {', '.join(FAMILIES)})")
     if history and "workspace" not in chosen:
         raise InputError("--history scans for secrets: it needs the workspace checks (not --only model)")
+    if families is None and roots and all(_is_model_file(r) for r in roots):
+        chosen = {"model"}  # single model files: the workspace checks would skip them by content
     ws_config = None
     if "workspace" in chosen:
         from bastion.scanners.workspace.config import load_config
@@ -428,6 +430,19 @@ def scan_paths(
 
         report = apply_baseline(report, load_baseline(Path(baseline)))
     return report
+
+
+def _is_model_file(path: Path) -> bool:
+    """A regular file whose first bytes already say it is a binary model format."""
+    if not path.is_file():
+        return False
+    try:
+        with path.open("rb") as fh:
+            head = fh.read(64 * 1024)
+    except OSError:
+        return False  # the scan reports it
+    formats = sniff(memoryview(head))
+    return all(f not in (Format.TEXT, Format.UNKNOWN, Format.EMPTY) for f in formats) and b"\x00" in head
 
 
 def total_size(paths: Iterable[str | os.PathLike[str]]) -> int:
