@@ -6,10 +6,12 @@ stealing. One ASGI app (Starlette router inside ASGI layers); see ``docs/gateway
     access       roles → actions, grants scoped per environment
     limits       token buckets and daily quotas, in process or in Redis (atomic Lua; fails closed)
     audit        hash-chained JSON Lines records and their verification
+    audit_sql    the same chain in a SQLite or PostgreSQL table (SQLAlchemy), and its verifier
     models       scan-gated model loading (scikit-learn joblib, bastion-linear JSON) and input validation
     detection    per-identity extraction / membership-inference signals, graded response
     hardening    labels only, top-k, rounding, deterministic noise
     middleware   the ASGI layers;  runtime  the state they share;  app  the routes and ``build_app``
+    openapi      the OpenAPI 3.1 document, built per caller
     server       uvicorn with TLS 1.2+ and a header deadline against slow clients
 
 Importing this package imports nothing heavy; ``build_app`` does.

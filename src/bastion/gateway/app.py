@@ -7,6 +7,7 @@ POST /v1/models/{name}:predict               {"instances": [[...], ...]} -> {"pr
 POST /v2/models/{name}/infer                 V2 tensors in and out
 GET  /admin/audit?limit=N                    recent audit records (read-audit)
 GET  /metrics                                Prometheus counters (read-audit)
+GET  /openapi.json                           OpenAPI 3.1, listing only the caller's models
 """
 
 from __future__ import annotations
@@ -91,15 +92,32 @@ async def readyz(request: Request) -> Response:
     return _json({"status": "ready" if ready else "unavailable"}, 200 if ready else 503)
 
 
-async def list_models(request: Request) -> Response:
+def _may_use(principal: Principal, environment: str, name: str) -> bool:
+    return principal.may(Action.PREDICT, environment, name) or principal.may(
+        Action.READ_METADATA, environment, name
+    )
+
+
+def _visible(request: Request) -> list[str]:
+    """The served models the caller may predict with or read the metadata of, sorted."""
     gw, principal = _gw(request), _principal(request)
-    names = [
-        name
-        for name, model in sorted(gw.models.items())
-        if principal.may(Action.PREDICT, model.spec.environment, name)
-        or principal.may(Action.READ_METADATA, model.spec.environment, name)
+    return [
+        name for name, model in sorted(gw.models.items()) if _may_use(principal, model.spec.environment, name)
     ]
-    return _json({"models": names})
+
+
+async def list_models(request: Request) -> Response:
+    return _json({"models": _visible(request)})
+
+
+async def openapi(request: Request) -> Response:
+    """Only for callers whose roles may list at least one configured model (refused ones included)."""
+    gw, principal = _gw(request), _principal(request)
+    if not any(_may_use(principal, spec.environment, spec.name) for spec in gw.config.models):
+        raise HttpError(403, "forbidden", "no role that may list models is granted to this identity")
+    from bastion.gateway.openapi import build_document
+
+    return _json(build_document(models=_visible(request), environment=gw.config.server.environment))
 
 
 async def model_metadata(request: Request) -> Response:
@@ -308,6 +326,7 @@ def build_app(config: GatewayConfig, *, gateway: Gateway | None = None) -> Reque
         Route("/v2/models/{name}", model_metadata, methods=["GET"]),
         Route("/admin/audit", admin_audit, methods=["GET"]),
         Route("/metrics", metrics, methods=["GET"]),
+        Route("/openapi.json", openapi, methods=["GET"]),
     ]
     inner = Starlette(
         routes=routes,

@@ -20,7 +20,7 @@ from collections import deque
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from bastion.errors import InputError
 
@@ -52,6 +52,14 @@ def chain_hash(prev_hash: str, record: dict[str, Any]) -> str:
 
 def utc_now() -> str:
     return dt.datetime.now(dt.UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+class AuditSink(Protocol):
+    """Where records go: ``AuditLog`` (JSON Lines) or ``audit_sql.SqlAuditLog`` (SQLite, PostgreSQL)."""
+
+    def append(self, record: dict[str, Any]) -> dict[str, Any]: ...
+    def recent(self, limit: int) -> list[dict[str, Any]]: ...
+    def close(self) -> None: ...
 
 
 class AuditLog:

@@ -162,9 +162,38 @@ class Auth(_Strict):
     groups_claim: str = "groups"
 
 
+class AuditSinkKind(enum.Enum):
+    FILE = "file"
+    SQLITE = "sqlite"
+    POSTGRESQL = "postgresql"
+
+
 class Audit(_Strict):
-    path: Path = Path("audit.jsonl")
-    fsync: bool = False
+    """Where the hash-chained audit records go: a JSON Lines file, a SQLite file, or a PostgreSQL table."""
+
+    sink: AuditSinkKind = AuditSinkKind.FILE
+    path: Path = Path("audit.jsonl")  # the JSON Lines file, or the SQLite database file
+    url: str | None = None  # postgresql://user@host:5432/db (driver: pg8000)
+    table: Annotated[str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")] = "bastion_audit"
+    fsync: bool = False  # file sink only; database sinks commit every record
+
+    @model_validator(mode="after")
+    def _target(self) -> Audit:
+        if self.sink is AuditSinkKind.POSTGRESQL and not (self.url and self.url.startswith("postgres")):
+            raise ValueError("sink postgresql needs url: postgresql://user@host:5432/database")
+        if self.sink is not AuditSinkKind.FILE and self.fsync:
+            raise ValueError("fsync is for the file sink; database sinks commit every record")
+        if self.sink is not AuditSinkKind.POSTGRESQL and self.url is not None:
+            raise ValueError("url is only for sink postgresql")
+        if self.sink is AuditSinkKind.SQLITE and self.path.suffix == ".jsonl":
+            raise ValueError("sink sqlite: set path to the database file, e.g. audit.db")
+        return self
+
+    def database_url(self) -> str | None:
+        """The SQLAlchemy URL of a database sink; None for the file sink."""
+        if self.sink is AuditSinkKind.SQLITE:
+            return f"sqlite:///{self.path}"
+        return self.url
 
 
 class Server(_Strict):

@@ -17,8 +17,8 @@ from typing import Any
 import numpy as np
 
 from bastion.gateway.access import Grant, Principal
-from bastion.gateway.audit import AuditLog, utc_now
-from bastion.gateway.config import GatewayConfig, Subject
+from bastion.gateway.audit import AuditLog, AuditSink, utc_now
+from bastion.gateway.config import Audit, GatewayConfig, Subject
 from bastion.gateway.credentials import ApiKeyStore, JwtVerifier, looks_like_jwt
 from bastion.gateway.detection import Event, ExtractionDetector
 from bastion.gateway.errors import LimiterUnavailable, ModelRefused
@@ -36,6 +36,16 @@ def _grants(subject: Subject | None) -> tuple[Grant, ...]:
     return tuple(Grant(b.role, b.environment, frozenset(b.models)) for b in subject.bindings)
 
 
+def open_audit(config: Audit) -> AuditSink:
+    """The configured audit sink; the SQL one (and SQLAlchemy) is imported only when selected."""
+    url = config.database_url()
+    if url is None:
+        return AuditLog(config.path, fsync=config.fsync)
+    from bastion.gateway.audit_sql import SqlAuditLog
+
+    return SqlAuditLog(url, config.table)
+
+
 class Gateway:
     def __init__(self, config: GatewayConfig, *, limiter: Limiter | None = None) -> None:
         self.config = config
@@ -49,7 +59,7 @@ class Gateway:
         self.concurrency = ConcurrencyGate(config.limits.concurrent)
         self.keys = ApiKeyStore(config.auth.api_keys_file) if config.auth.api_keys_file else None
         self.jwt = JwtVerifier(config.auth.jwt, config.auth.groups_claim) if config.auth.jwt else None
-        self.audit = AuditLog(config.audit.path, fsync=config.audit.fsync)
+        self.audit = open_audit(config.audit)
         secret = os.environ.get(server.secret_env, "")
         if len(secret) < 32:
             log.warning("$%s unset or short: output noise is keyed per process", server.secret_env)
