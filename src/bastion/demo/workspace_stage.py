@@ -182,4 +182,29 @@ def run_workspace_stage(console: Console, workdir: Path) -> bool:
         "[green]Workspace defences behaved as expected.[/green] Fix: rotate the leaked keys and inject them "
         "at run time from a secrets store instead of code and notebooks."
     )
-    return True
+    return _secrets_fix(console, workdir)
+
+
+def _secrets_fix(console: Console, workdir: Path) -> bool:
+    """The fix for the leaked key: keep it in the encrypted store and inject it into one process."""
+    import secrets as pysecrets
+    import sys
+
+    from bastion.secrets import SecretStore, run_with_secrets
+
+    store = SecretStore(workdir / "secrets-home" / "secrets")
+    passphrase = pysecrets.token_urlsafe(24)  # in real use: a prompt or BASTION_SECRETS_PASSPHRASE
+    rotated = "demo-" + pysecrets.token_hex(16)  # stands in for the key issued after rotation
+    store.set("HF_TOKEN", rotated, passphrase)
+    console.print(
+        "\n$ bastion secrets set HF_TOKEN --from-stdin\n"
+        "$ bastion secrets run --only HF_TOKEN -- python train.py   # the notebook reads os.environ"
+    )
+    child = "import os; print('train.py sees HF_TOKEN:', len(os.environ['HF_TOKEN']), 'characters')"
+    status = run_with_secrets(store, passphrase, [sys.executable, "-c", child], only=["HF_TOKEN"])
+    audit = (store.root / "audit.jsonl").read_text(encoding="utf-8")
+    leaked = rotated in audit
+    console.print(
+        f"child exit {status}; {len(audit.splitlines())} audited accesses, value in the audit log: {leaked}"
+    )
+    return status == 0 and not leaked
