@@ -12,7 +12,6 @@ Credentials are never written: callers pass identities, not tokens.
 from __future__ import annotations
 
 import datetime as dt
-import hashlib
 import json
 import os
 import threading
@@ -22,9 +21,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
+from bastion.core.chain import GENESIS, canonical, chain_hash
 from bastion.errors import InputError
 
-GENESIS = "0" * 64
 ACCESS_FIELDS = (
     "requestId",
     "ip",
@@ -37,17 +36,6 @@ ACCESS_FIELDS = (
     "protocol",
     "responseLength",
 )
-
-
-def canonical(record: dict[str, Any]) -> bytes:
-    return json.dumps(
-        record, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False
-    ).encode()
-
-
-def chain_hash(prev_hash: str, record: dict[str, Any]) -> str:
-    body = {k: v for k, v in record.items() if k != "hash"}
-    return hashlib.sha256(prev_hash.encode("ascii") + canonical(body)).hexdigest()
 
 
 def utc_now() -> str:

@@ -19,8 +19,9 @@ import threading
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
+from bastion.core.chain import GENESIS, canonical, chain_hash
 from bastion.errors import ConfigError, InputError
-from bastion.gateway.audit import GENESIS, ChainProblem, ChainReport, canonical, chain_hash
+from bastion.gateway.audit import ChainProblem, ChainReport
 
 if TYPE_CHECKING:
     from sqlalchemy import Engine, Table

@@ -14,27 +14,14 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import getpass
-import hashlib
 import json
 import os
 from collections.abc import Iterator
 from pathlib import Path
 from typing import IO, Any
 
+from bastion.core.chain import GENESIS, canonical, chain_hash
 from bastion.secrets.errors import StoreFormatError
-
-GENESIS = "0" * 64
-
-
-def canonical(record: dict[str, Any]) -> bytes:
-    return json.dumps(
-        record, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False
-    ).encode()
-
-
-def chain_hash(prev_hash: str, record: dict[str, Any]) -> str:
-    body = {k: v for k, v in record.items() if k != "hash"}
-    return hashlib.sha256(prev_hash.encode("ascii") + canonical(body)).hexdigest()
 
 
 def caller() -> str:
