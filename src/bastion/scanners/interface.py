@@ -172,3 +172,23 @@ class ScanContext:
         if self.nested is None:
             raise RuntimeError("ScanContext.nested is not wired; use bastion.scanners.engine")
         self.nested(data, loc, self, depth)
+
+
+def parse_json_document(data: memoryview, ctx: ScanContext, what: str) -> object:
+    """Parse an embedded JSON document (a Keras config, a skops schema) within the header limit.
+
+    Every way it can be bad is a FormatError naming ``what``: too large, not UTF-8, not JSON, nested
+    too deeply.
+    """
+    import json
+
+    if len(data) > ctx.limits.max_header_bytes:
+        raise LimitExceeded(f"{what} larger than {ctx.limits.max_header_bytes} bytes", offset=0)
+    try:
+        return json.loads(bytes(data).decode("utf-8"))
+    except UnicodeDecodeError as exc:
+        raise FormatError(f"{what} is not UTF-8: {exc.reason}", offset=exc.start) from None
+    except json.JSONDecodeError as exc:
+        raise FormatError(f"{what} is not valid JSON: {exc.msg}", offset=exc.pos) from None
+    except RecursionError:
+        raise LimitExceeded(f"{what} nests too deeply", offset=0) from None

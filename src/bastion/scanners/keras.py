@@ -19,7 +19,14 @@ from collections.abc import Iterator
 from typing import Any
 
 from bastion.core import Severity
-from bastion.scanners.interface import FormatError, LimitExceeded, Location, ScanContext, rule
+from bastion.scanners.interface import (
+    FormatError,
+    LimitExceeded,
+    Location,
+    ScanContext,
+    parse_json_document,
+    rule,
+)
 
 _ATLAS = ("AML.T0011.000", "AML.T0010", "AML.M0011", "AML.M0014")
 _SAFE_MODE = (
@@ -102,17 +109,8 @@ _MAX_JSON_NODES = 5_000_000
 
 def scan_keras_config(data: memoryview, loc: Location, ctx: ScanContext, depth: int) -> None:
     """Judge the ``config.json`` of a Keras v3 archive."""
-    if len(data) > ctx.limits.max_header_bytes:
-        raise LimitExceeded(f"Keras config larger than {ctx.limits.max_header_bytes} bytes", offset=0)
+    config = parse_json_document(data, ctx, "Keras config")
     ctx.mark_scanned(loc, "keras-config", len(data))
-    try:
-        config = json.loads(bytes(data).decode("utf-8"))
-    except UnicodeDecodeError as exc:
-        raise FormatError(f"Keras config is not UTF-8: {exc.reason}", offset=exc.start) from None
-    except json.JSONDecodeError as exc:
-        raise FormatError(f"Keras config is not valid JSON: {exc.msg}", offset=exc.pos) from None
-    except RecursionError:
-        raise LimitExceeded("Keras config nests too deeply", offset=0) from None
     if not isinstance(config, dict):
         raise FormatError("Keras config is not a JSON object", offset=0)
     _judge(config, loc, ctx, None)

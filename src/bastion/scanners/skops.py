@@ -12,12 +12,18 @@ spawn processes or touch files are critical. Users routinely pass ``trusted=`` l
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterator
 from typing import Any
 
 from bastion.core import Severity
-from bastion.scanners.interface import FormatError, LimitExceeded, Location, ScanContext, rule
+from bastion.scanners.interface import (
+    FormatError,
+    LimitExceeded,
+    Location,
+    ScanContext,
+    parse_json_document,
+    rule,
+)
 
 _ATLAS = ("AML.T0011.000", "AML.T0010", "AML.M0011", "AML.M0014")
 
@@ -111,17 +117,8 @@ _MAX_NODES = 5_000_000
 
 def scan_skops_schema(data: memoryview, loc: Location, ctx: ScanContext, depth: int) -> None:
     """Judge every node of a skops ``schema.json``."""
-    if len(data) > ctx.limits.max_header_bytes:
-        raise LimitExceeded(f"skops schema larger than {ctx.limits.max_header_bytes} bytes", offset=0)
+    schema = parse_json_document(data, ctx, "skops schema")
     ctx.mark_scanned(loc, "skops-schema", len(data))
-    try:
-        schema = json.loads(bytes(data).decode("utf-8"))
-    except UnicodeDecodeError as exc:
-        raise FormatError(f"skops schema is not UTF-8: {exc.reason}", offset=exc.start) from None
-    except json.JSONDecodeError as exc:
-        raise FormatError(f"skops schema is not valid JSON: {exc.msg}", offset=exc.pos) from None
-    except RecursionError:
-        raise LimitExceeded("skops schema nests too deeply", offset=0) from None
     if not isinstance(schema, dict) or "__loader__" not in schema:
         raise FormatError("skops schema root is not a node", offset=0)
     seen: set[tuple[str, str, str]] = set()
