@@ -104,7 +104,9 @@ async def send_error(send: Send, ctx: RequestContext, exc: HttpError) -> None:
     await send({"type": "http.response.body", "body": body})
 
 
-class RequestContextMiddleware:
+class _GatewayMiddleware:
+    """An ASGI app wrapping an ASGI app: non-HTTP traffic passes through, HTTP goes to ``handle``."""
+
     def __init__(self, app: ASGIApp, gateway: Gateway) -> None:
         self.app = app
         self.gw = gateway
@@ -113,6 +115,14 @@ class RequestContextMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        await self.handle(scope, receive, send)
+
+    async def handle(self, scope: Scope, receive: Receive, send: Send) -> None:
+        raise NotImplementedError
+
+
+class RequestContextMiddleware(_GatewayMiddleware):
+    async def handle(self, scope: Scope, receive: Receive, send: Send) -> None:
         supplied = b"".join(_header(scope, b"x-request-id")[:1]).decode("latin-1")
         raw_path = scope.get("raw_path") or scope["path"].encode()
         ctx = RequestContext(
@@ -154,15 +164,8 @@ class RequestContextMiddleware:
                 self.gw.record_access(ctx)
 
 
-class NetworkPolicyMiddleware:
-    def __init__(self, app: ASGIApp, gateway: Gateway) -> None:
-        self.app = app
-        self.gw = gateway
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
+class NetworkPolicyMiddleware(_GatewayMiddleware):
+    async def handle(self, scope: Scope, receive: Receive, send: Send) -> None:
         ctx: RequestContext = scope[CTX]
         ip = ipaddress.ip_address(ctx.ip)
         if any(ip in net for net in self.gw.deny) or (
@@ -180,15 +183,8 @@ class NetworkPolicyMiddleware:
         await self.app(scope, receive, send)
 
 
-class FramingMiddleware:
-    def __init__(self, app: ASGIApp, gateway: Gateway) -> None:
-        self.app = app
-        self.gw = gateway
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
+class FramingMiddleware(_GatewayMiddleware):
+    async def handle(self, scope: Scope, receive: Receive, send: Send) -> None:
         raw = scope.get("raw_path") or b""
         if b"%" in raw or b"\\" in raw or b"/." in raw or b"//" in raw:
             raise HttpError(400, "bad-path", "encoded, dotted or doubled path segments are not accepted")
@@ -231,13 +227,9 @@ class FramingMiddleware:
         await self.app(scope, guarded, send)
 
 
-class AuthenticateMiddleware:
-    def __init__(self, app: ASGIApp, gateway: Gateway) -> None:
-        self.app = app
-        self.gw = gateway
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or scope["path"] in PUBLIC_PATHS:
+class AuthenticateMiddleware(_GatewayMiddleware):
+    async def handle(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["path"] in PUBLIC_PATHS:
             await self.app(scope, receive, send)
             return
         ctx: RequestContext = scope[CTX]
