@@ -324,23 +324,9 @@ MALICIOUS_CHAT_TEMPLATE = (
 )
 
 
-def keras_lambda_config(function_b64: str, keras3: bool) -> dict[str, object]:
+def _sequential(layer_class: str, layer_config: dict[str, object], keras3: bool) -> dict[str, object]:
+    """A one-layer Sequential model config, as Keras 3 (.keras) or Keras 2 (HDF5) writes it."""
     if keras3:
-        lam_cfg: dict[str, object] = {
-            "name": "lambda",
-            "trainable": True,
-            "dtype": "float32",
-            "function": {
-                "class_name": "__lambda__",
-                "config": {"code": function_b64, "defaults": None, "closure": None},
-            },
-            "function_type": "lambda",
-            "module": "builtins",
-            "output_shape": None,
-            "output_shape_type": "raw",
-            "output_shape_module": None,
-            "arguments": {},
-        }
         return {
             "module": "keras",
             "class_name": "Sequential",
@@ -352,7 +338,7 @@ def keras_lambda_config(function_b64: str, keras3: bool) -> dict[str, object]:
                         "class_name": "InputLayer",
                         "config": {"batch_shape": [None, 4], "dtype": "float32", "name": "input_layer"},
                     },
-                    {"module": "keras.layers", "class_name": "Lambda", "config": lam_cfg},
+                    {"module": "keras.layers", "class_name": layer_class, "config": layer_config},
                 ],
             },
         }
@@ -365,28 +351,35 @@ def keras_lambda_config(function_b64: str, keras3: bool) -> dict[str, object]:
                     "class_name": "InputLayer",
                     "config": {"batch_input_shape": [None, 4], "dtype": "float32", "name": "input_1"},
                 },
-                {
-                    "class_name": "Lambda",
-                    "config": {
-                        "name": "lambda",
-                        "trainable": True,
-                        "dtype": "float32",
-                        "function": [function_b64, None, None],
-                        "function_type": "lambda",
-                        "module": "__main__",
-                        "output_shape": None,
-                        "output_shape_type": "raw",
-                        "output_shape_module": None,
-                        "arguments": {},
-                    },
-                },
+                {"class_name": layer_class, "config": layer_config},
             ],
         },
     }
 
 
+def keras_lambda_config(function_b64: str, keras3: bool) -> dict[str, object]:
+    function: object = (
+        {"class_name": "__lambda__", "config": {"code": function_b64, "defaults": None, "closure": None}}
+        if keras3
+        else [function_b64, None, None]
+    )
+    lam_cfg: dict[str, object] = {
+        "name": "lambda",
+        "trainable": True,
+        "dtype": "float32",
+        "function": function,
+        "function_type": "lambda",
+        "module": "builtins" if keras3 else "__main__",
+        "output_shape": None,
+        "output_shape_type": "raw",
+        "output_shape_module": None,
+        "arguments": {},
+    }
+    return _sequential("Lambda", lam_cfg, keras3)
+
+
 def keras_dense_config(keras3: bool) -> dict[str, object]:
-    dense = {
+    dense: dict[str, object] = {
         "name": "dense",
         "trainable": True,
         "dtype": "float32",
@@ -394,35 +387,7 @@ def keras_dense_config(keras3: bool) -> dict[str, object]:
         "activation": "relu",
         "use_bias": True,
     }
-    if keras3:
-        return {
-            "module": "keras",
-            "class_name": "Sequential",
-            "config": {
-                "name": "sequential",
-                "layers": [
-                    {
-                        "module": "keras.layers",
-                        "class_name": "InputLayer",
-                        "config": {"batch_shape": [None, 4], "dtype": "float32", "name": "input_layer"},
-                    },
-                    {"module": "keras.layers", "class_name": "Dense", "config": dense},
-                ],
-            },
-        }
-    return {
-        "class_name": "Sequential",
-        "config": {
-            "name": "sequential",
-            "layers": [
-                {
-                    "class_name": "InputLayer",
-                    "config": {"batch_input_shape": [None, 4], "dtype": "float32", "name": "input_1"},
-                },
-                {"class_name": "Dense", "config": dense},
-            ],
-        },
-    }
+    return _sequential("Dense", dense, keras3)
 
 
 def lambda_bytecode_b64() -> str:
