@@ -66,6 +66,10 @@ make_venv fickling "$FICKLING_PIN" "$TORCH_PIN"
 make_venv modelaudit "$MODELAUDIT_PIN" h5py onnx safetensors "$TORCH_PIN"
 # Bastion itself: an editable install of this repo, nothing else (it must not need frameworks to scan).
 make_venv bastion -e "$ROOT"
+# pip byte-compiles what it installs from a wheel, but never an editable source tree, and these
+# machines set PYTHONDONTWRITEBYTECODE: compile it here as a wheel install would, or every Bastion
+# process pays ~50 ms of compilation that the anchors (installed from wheels) never pay.
+"$VENVS/bastion/bin/python" -m compileall -q "$ROOT/src" >/dev/null
 # The corpus generator: the frameworks that *make* the benign models.
 make_venv corpus "$TORCH_PIN" numpy scikit-learn joblib safetensors onnx h5py
 

@@ -251,8 +251,6 @@ def _walk(
     options: Options | None = None,
     auto: bool = False,
 ) -> Iterator[_Target]:
-    from bastion.scanners.workspace.gitignore import IgnoreRules
-
     options = options or Options()
     for root in roots:
         if not root.exists() and not root.is_symlink():
@@ -263,6 +261,8 @@ def _walk(
             )
             yield _Target(root, root.name, root.stat().st_size, ws)
             continue
+        from bastion.scanners.workspace.gitignore import IgnoreRules
+
         base = root.resolve()
         workspace = options.workspace is not None and (not auto or is_project(root))
         rules: dict[str, IgnoreRules] = {}

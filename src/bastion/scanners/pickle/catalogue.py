@@ -22,7 +22,6 @@ import json
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from importlib import resources
 from pathlib import Path
 
 from bastion.errors import ConfigError
@@ -131,13 +130,13 @@ def _parse(
         allow[(module, name)] = entry
 
 
+# Package data beside the code (setuptools package-data): read directly, because
+# importlib.resources costs more start-up than the whole catalogue.
+_BUILTIN = Path(__file__).resolve().parent.parent / "catalogue"
+
+
 def _builtin_files() -> list[tuple[str, str]]:
-    folder = resources.files("bastion.scanners").joinpath("catalogue")
-    out = []
-    for item in sorted(folder.iterdir(), key=lambda t: t.name):
-        if item.name.endswith(".json"):
-            out.append((f"builtin:{item.name}", item.read_text(encoding="utf-8")))
-    return out
+    return [(f"builtin:{p.name}", p.read_text(encoding="utf-8")) for p in sorted(_BUILTIN.glob("*.json"))]
 
 
 def load_catalogue(extra_paths: Iterable[str | Path] = ()) -> Catalogue:
