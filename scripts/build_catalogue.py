@@ -4,7 +4,8 @@
     python scripts/build_catalogue.py --write    # regenerate src/bastion/scanners/catalogue/<framework>.json
 
 It makes models (sklearn estimators of every kind that fits on a toy problem, pipelines, torch
-state dicts and whole pickled modules, numpy arrays including object arrays, joblib files), lists
+state dicts and whole pickled modules, numpy arrays including object arrays, joblib files, Hugging
+Face ``training_args.bin`` when transformers and accelerate are installed), lists
 every global their pickles reference with the static emulator (nothing is unpickled), and adds the
 classes the frameworks define for pickling (all sklearn estimators, all torch.nn modules, torch's
 own weights_only allowlist). Hand-written argument semantics of higher-order callables are kept.
@@ -33,7 +34,10 @@ from bastion.scanners.pickle.machine import Budget, Machine  # noqa: E402
 from bastion.scanners.pickle.values import Global, Use  # noqa: E402
 
 CATALOGUE_DIR = ROOT / "src" / "bastion" / "scanners" / "catalogue"
-FRAMEWORKS = ("numpy", "torch", "sklearn", "joblib", "scipy")
+FRAMEWORKS = ("numpy", "torch", "sklearn", "joblib", "scipy", "transformers", "accelerate")
+# Hugging Face training artefacts (training_args.bin sits beside most fine-tuned checkpoints): made
+# and catalogued when transformers and accelerate are installed, left as they are otherwise.
+HF = ("transformers", "accelerate")
 
 # Higher-order callables: argument positions they call or instantiate (kept on regeneration).
 ARG_USES: dict[tuple[str, str], dict[str, str]] = {
@@ -277,6 +281,66 @@ def joblib_dumped(objs: Iterator[tuple[str, Any]]) -> Iterator[Blob]:
             yield f"joblib:{label}", path.read_bytes()
 
 
+def hf_available() -> bool:
+    import importlib.util
+
+    return all(importlib.util.find_spec(m) is not None for m in HF)
+
+
+def hf_blobs() -> Iterator[Blob]:
+    """``training_args.bin`` as the Trainer writes it (``torch.save(TrainingArguments)``), varied."""
+    import tempfile
+
+    import torch
+    from transformers import Seq2SeqTrainingArguments, TrainingArguments
+
+    with tempfile.TemporaryDirectory() as out:
+        strategies = {
+            "eval_strategy": "steps", "save_strategy": "epoch", "logging_strategy": "no",
+            "lr_scheduler_type": "cosine", "optim": "adafactor", "hub_strategy": "checkpoint",
+        }  # fmt: skip
+        variants: list[tuple[str, Any]] = [
+            ("default", TrainingArguments(output_dir=out, report_to="none")),
+            ("strategies", TrainingArguments(output_dir=out, report_to="none", **strategies)),
+            ("seq2seq", Seq2SeqTrainingArguments(out, report_to="none", predict_with_generate=True)),
+        ]
+        for label, obj in variants:
+            buf = io.BytesIO()
+            torch.save(obj, buf)
+            with zipfile.ZipFile(io.BytesIO(buf.getvalue())) as zf:
+                for info in zf.infolist():
+                    if info.filename.endswith(".pkl"):
+                        yield f"hf:{label}:{info.filename}", zf.read(info)
+
+
+def hf_introspected() -> Iterator[tuple[str, str, str]]:
+    """The enums (called with their value on load) and argument dataclasses (instantiated) of the
+    Trainer's and accelerate's configuration modules."""
+    import dataclasses
+    import enum
+    import importlib
+
+    import accelerate.state
+
+    for module_name in (
+        "transformers.trainer_utils",
+        "transformers.training_args",
+        "transformers.training_args_seq2seq",
+        "transformers.trainer_pt_utils",
+        "accelerate.utils.dataclasses",
+    ):
+        module = importlib.import_module(module_name)
+        for obj in vars(module).values():
+            if not isinstance(obj, type) or obj.__module__ != module_name:
+                continue
+            if issubclass(obj, enum.Enum):
+                yield obj.__module__, obj.__qualname__, "call"
+            elif dataclasses.is_dataclass(obj):
+                yield obj.__module__, obj.__qualname__, "new"
+    for cls in (accelerate.state.PartialState, accelerate.state.AcceleratorState):
+        yield cls.__module__, cls.__qualname__, "new"
+
+
 def all_blobs(full: bool) -> Iterator[Blob]:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -287,6 +351,8 @@ def all_blobs(full: bool) -> Iterator[Blob]:
     yield from joblib_dumped(numpy_objects())
     yield from pickled(scipy_objects())
     yield from torch_blobs(full)
+    if hf_available():
+        yield from hf_blobs()
 
 
 # -- catalogue ------------------------------------------------------------------------------------
@@ -315,6 +381,8 @@ def introspected() -> Iterator[tuple[str, str, str]]:
         module, _, name = qual.rpartition(".")
         if framework_of(module) == "torch":
             yield module, name, "call"
+    if hf_available():
+        yield from hf_introspected()
 
 
 def observed(
@@ -352,8 +420,8 @@ def write(seen: dict[tuple[str, str], Use], versions: dict[str, str]) -> None:
     for (module, name), _ in ARG_USES.items():
         by_fw.setdefault(framework_of(module), {}).setdefault((module, name), "call")
     for fw, entries in sorted(by_fw.items()):
-        if fw == "stdlib":
-            continue  # hand-maintained: the script only checks it
+        if fw == "stdlib" or fw not in versions:
+            continue  # stdlib is hand-maintained; a framework not installed keeps its file
         doc = {
             "schema_version": 1,
             "kind": "allowlist",
@@ -390,8 +458,14 @@ def main() -> int:
         import sklearn
         import torch
 
-        write(seen, {"numpy": numpy.__version__, "torch": torch.__version__, "sklearn": sklearn.__version__,
-                     "joblib": joblib.__version__, "scipy": scipy.__version__})  # fmt: skip
+        versions = {"numpy": numpy.__version__, "torch": torch.__version__, "sklearn": sklearn.__version__,
+                    "joblib": joblib.__version__, "scipy": scipy.__version__}  # fmt: skip
+        if hf_available():
+            import accelerate
+            import transformers
+
+            versions |= {"transformers": transformers.__version__, "accelerate": accelerate.__version__}
+        write(seen, versions)
     catalogue = load_catalogue()
     missing = []
     for (module, name), use in sorted(seen.items()):

@@ -185,3 +185,17 @@ def test_torch_legacy_raw_with_many_tensors_is_clean() -> None:
     ctx = scan_raw(buf.getvalue())
     assert_clean_ctx(ctx)
     assert not ctx.findings
+
+
+def test_hugging_face_training_args_are_clean(tmp_path: Path) -> None:
+    """``training_args.bin`` (``torch.save`` of the Trainer's arguments: enums and dataclasses)."""
+    pytest.importorskip("transformers")
+    pytest.importorskip("accelerate")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        blobs = list(BUILD.hf_blobs())
+    assert len(blobs) >= 3
+    for label, data in blobs:
+        ctx = scan_raw(data, label)
+        assert_clean_ctx(ctx)
+        assert not ctx.findings, (label, ctx.findings)
