@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
+import socket
+import threading
+import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -10,15 +15,40 @@ from typing import Any
 import httpx
 import joblib
 import numpy as np
+import uvicorn
 from sklearn.datasets import make_classification
 from sklearn.linear_model import LogisticRegression
 
-from bastion.gateway.app import build_app
+from bastion.gateway.app import GatewayApp, build_app
 from bastion.gateway.config import GatewayConfig, parse_config
 from bastion.gateway.credentials import ApiKeyStore
-from bastion.gateway.middleware import RequestContextMiddleware
 
 FEATURES = 6
+
+
+def free_port() -> int:
+    """A loopback port nothing listens on (at the time of asking)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@contextlib.contextmanager
+def serve_on_loopback(app: Any) -> Iterator[str]:
+    """Run an ASGI app on a real uvicorn server in a thread, on a free loopback port; yields its URL."""
+    port = free_port()
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="error"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 10
+    while not server.started:
+        assert time.monotonic() < deadline and thread.is_alive(), "test server did not start"
+        time.sleep(0.01)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)
 
 
 @dataclass
@@ -112,7 +142,7 @@ def make_setup(root: Path, **overrides: Any) -> Setup:
     return Setup(root, config, keys, X)
 
 
-def client(app: RequestContextMiddleware, ip: str = "127.0.0.1") -> httpx.AsyncClient:
+def client(app: GatewayApp, ip: str = "127.0.0.1") -> httpx.AsyncClient:
     transport = httpx.ASGITransport(app=app, client=(ip, 40000))
     return httpx.AsyncClient(transport=transport, base_url="http://gateway")
 

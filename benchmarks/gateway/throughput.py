@@ -1,8 +1,17 @@
 """Throughput and latency on loopback: the Bastion gateway (every protection on) vs a bare Starlette endpoint
-serving the same scikit-learn model on uvicorn. Each server runs in its own process; the load generator is an
-async httpx client with a fixed concurrency and a fixed number of requests (bounded load, 127.0.0.1 only).
+serving the same scikit-learn model on uvicorn (h11 for both). Each server runs in its own process.
 
-    .venv/bin/python benchmarks/gateway/throughput.py [--requests 3000] [--concurrency 16] [--rows 1]
+The load generator is ``wrk`` (Debian's package; one thread, a Lua script that cycles through distinct
+rows, since repeated rows would rightly look like probing to the gateway) or, without it, an async httpx
+client. Runs alternate bare / gateway and are repeated; the table gives medians over runs, and the ratios are
+taken within each run before the median.
+
+Besides requests/second and latency, each server's **CPU time per request** is read from ``/proc`` (user +
+system, all threads): on a shared or loaded machine it is the steadier measure of what a request costs,
+and bare / gateway CPU per request is the throughput ratio that a dedicated core would show.
+
+    .venv/bin/python benchmarks/gateway/throughput.py [--runs 5] [--seconds 10] [--concurrency 16] [--rows 1]
+        [--client wrk|httpx]
 """
 
 from __future__ import annotations
@@ -10,8 +19,12 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import math
 import os
+import re
+import shutil
 import socket
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -22,6 +35,7 @@ from typing import Any
 import numpy as np
 
 ROOT = Path(__file__).resolve().parents[2]
+PATH = "/v1/models/m:predict"
 
 
 def _free_port() -> int:
@@ -95,50 +109,110 @@ def serve(mode: str, work: Path, port: int) -> None:
         proba = model.predict_proba(np.asarray(body["instances"], dtype=np.float64))
         return JSONResponse({"predictions": np.round(proba, 4).tolist()})
 
-    app = Starlette(routes=[Route("/v1/models/m:predict", predict, methods=["POST"])])
-    uvicorn.run(app, host="127.0.0.1", port=port, log_level="warning", access_log=False)
+    app = Starlette(routes=[Route(PATH, predict, methods=["POST"])])
+    uvicorn.run(app, host="127.0.0.1", port=port, log_level="warning", access_log=False, http="h11")
 
 
-async def load(
-    url: str, token: str, X: np.ndarray, requests: int, concurrency: int, rows: int
+def _cpu_seconds(pid: int) -> tuple[float, float]:
+    """User and system CPU time of process ``pid`` (all its threads), from /proc."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    tick = os.sysconf("SC_CLK_TCK")
+    return int(fields[11]) / tick, int(fields[12]) / tick
+
+
+_WRK_SCRIPT = """
+local bodies = {}
+for line in io.lines("%(bodies)s") do bodies[#bodies + 1] = line end
+local i = %(start)d
+wrk.method = "POST"
+wrk.headers["Content-Type"] = "application/json"
+wrk.headers["Authorization"] = "Bearer %(token)s"
+request = function()
+  i = i %% #bodies + 1
+  return wrk.format(nil, "%(path)s", nil, bodies[i])
+end
+"""
+
+
+def _ms(text: str) -> float:
+    """wrk's latency text (``812.00us``, ``1.20ms``, ``1.02s``, ``1.50m``) in milliseconds; NaN if odd."""
+    match = re.fullmatch(r"([\d.]+)(us|ms|s|m)", text)
+    if match is None:
+        return math.nan
+    return float(match.group(1)) * {"us": 1e-3, "ms": 1.0, "s": 1e3, "m": 6e4}[match.group(2)]
+
+
+def load_wrk(
+    url: str, token: str, bodies: Path, seconds: float, concurrency: int, start: int, work: Path
+) -> dict[str, Any]:
+    script = work / f"load-{start}.lua"
+    script.write_text(_WRK_SCRIPT % {"bodies": bodies, "start": start, "token": token, "path": PATH})
+    command = [
+        "wrk",
+        "-t1",
+        f"-c{concurrency}",
+        f"-d{max(1, round(seconds))}s",
+        "--latency",
+        "-s",
+        str(script),
+        url,
+    ]
+    out = subprocess.run(command, capture_output=True, text=True, check=True, timeout=seconds + 60).stdout
+    requests = int(re.search(r"(\d+) requests in", out).group(1))  # type: ignore[union-attr]
+    bad = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+    errors = re.search(r"Socket errors: (.*)", out)
+    return {
+        "requests": requests,
+        "rps": float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1)),  # type: ignore[union-attr]
+        "p50_ms": _ms(re.search(r"50%\s+(\S+)", out).group(1)),  # type: ignore[union-attr]
+        "p99_ms": _ms(re.search(r"99%\s+(\S+)", out).group(1)),  # type: ignore[union-attr]
+        "failed": int(bad.group(1)) if bad else 0,
+        "socket_errors": errors.group(1) if errors else "",
+    }
+
+
+async def load_httpx(
+    url: str, token: str, X: np.ndarray, seconds: float, concurrency: int, rows: int, start: int
 ) -> dict[str, Any]:
     import httpx
 
     latencies: list[float] = []
-    statuses: dict[int, int] = {}
-    counter = iter(range(requests))
+    failed = 0
+    counter = iter(range(start, 10**9))
     limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
+    stop = time.perf_counter() + seconds
     async with httpx.AsyncClient(base_url=url, limits=limits, timeout=30) as client:
         headers = {"Authorization": f"Bearer {token}"}
 
         async def worker() -> None:
+            nonlocal failed
             for i in counter:
-                start = (i * rows) % (len(X) - rows)
-                body = {"instances": X[start : start + rows].tolist()}
+                if time.perf_counter() > stop:
+                    return
+                first = (i * rows) % (len(X) - rows)
                 t0 = time.perf_counter()
-                r = await client.post("/v1/models/m:predict", json=body, headers=headers)
+                r = await client.post(
+                    PATH, json={"instances": X[first : first + rows].tolist()}, headers=headers
+                )
                 latencies.append(time.perf_counter() - t0)
-                statuses[r.status_code] = statuses.get(r.status_code, 0) + 1
+                failed += r.status_code != 200
 
-        for w in range(
-            min(50, requests)
-        ):  # warm-up on distinct rows (repeats would rightly look like probing)
-            rows_w = X[len(X) - (w + 1) * rows : len(X) - w * rows].tolist()
-            await client.post("/v1/models/m:predict", json={"instances": rows_w}, headers=headers)
         t0 = time.perf_counter()
         await asyncio.gather(*(worker() for _ in range(concurrency)))
         wall = time.perf_counter() - t0
     lat = np.asarray(latencies) * 1000
     return {
-        "rps": requests / wall,
+        "requests": len(latencies),
+        "rps": len(latencies) / wall,
         "p50_ms": float(np.percentile(lat, 50)),
         "p99_ms": float(np.percentile(lat, 99)),
-        "statuses": statuses,
+        "failed": failed,
+        "socket_errors": "",
     }
 
 
 def _wait(port: int, proc: subprocess.Popen[bytes]) -> None:
-    deadline = time.monotonic() + 30
+    deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
         if proc.poll() is not None:
             raise RuntimeError("server exited")
@@ -150,49 +224,88 @@ def _wait(port: int, proc: subprocess.Popen[bytes]) -> None:
     raise RuntimeError("server did not start")
 
 
+def one_run(
+    mode: str, args: argparse.Namespace, work: Path, token: str, X: np.ndarray, bodies: Path
+) -> dict[str, Any]:
+    port = _free_port()
+    env = {**os.environ, "BASTION_GATEWAY_SECRET": "b" * 64, "OPENBLAS_NUM_THREADS": "1"}
+    proc = subprocess.Popen(
+        [sys.executable, __file__, "--serve", mode, "--work", str(work), "--port", str(port)],
+        env=env,
+        cwd=ROOT,
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        _wait(port, proc)
+        # warm-up on rows the measured run does not send first (distinct rows: repeats look like probing)
+        warm = min(2.0, args.seconds / 2)
+        if args.client == "wrk":
+            load_wrk(url, token, bodies, warm, args.concurrency, len(X) // 2, work)
+        else:
+            asyncio.run(load_httpx(url, token, X, warm, args.concurrency, args.rows, len(X) // 2))
+        cpu0 = _cpu_seconds(proc.pid)
+        if args.client == "wrk":
+            result = load_wrk(url, token, bodies, args.seconds, args.concurrency, 0, work)
+        else:
+            result = asyncio.run(load_httpx(url, token, X, args.seconds, args.concurrency, args.rows, 0))
+        cpu1 = _cpu_seconds(proc.pid)
+        per = 1e6 / max(result["requests"], 1)
+        result["user_us"], result["sys_us"] = (cpu1[0] - cpu0[0]) * per, (cpu1[1] - cpu0[1]) * per
+        result["cpu_us"] = result["user_us"] + result["sys_us"]
+        return result
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--serve", choices=["bare", "gateway"])
     parser.add_argument("--work", type=Path)
     parser.add_argument("--port", type=int)
-    parser.add_argument("--requests", type=int, default=3000)
+    parser.add_argument("--runs", type=int, default=5)
+    parser.add_argument("--seconds", type=float, default=10.0)
     parser.add_argument("--concurrency", type=int, default=16)
     parser.add_argument("--rows", type=int, default=1)
+    parser.add_argument(
+        "--client", choices=["wrk", "httpx"], default="wrk" if shutil.which("wrk") else "httpx"
+    )
     args = parser.parse_args()
     if args.serve:
         serve(args.serve, args.work, args.port)
         return
+    runs: dict[str, list[dict[str, Any]]] = {"bare": [], "gateway": []}
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
         token, X = make_workdir(work)
-        results = {}
-        for mode in ("bare", "gateway"):
-            port = _free_port()
-            env = {**os.environ, "BASTION_GATEWAY_SECRET": "b" * 64}
-            proc = subprocess.Popen(
-                [sys.executable, __file__, "--serve", mode, "--work", str(work), "--port", str(port)],
-                env=env,
-                cwd=ROOT,
-            )
-            try:
-                _wait(port, proc)
-                results[mode] = asyncio.run(
-                    load(f"http://127.0.0.1:{port}", token, X, args.requests, args.concurrency, args.rows)
-                )
-            finally:
-                proc.terminate()
-                proc.wait(timeout=15)
+        bodies = work / "bodies.jsonl"
+        with bodies.open("w") as handle:
+            for i in range(0, len(X) - args.rows, args.rows):
+                handle.write(json.dumps({"instances": X[i : i + args.rows].tolist()}) + "\n")
+        for _ in range(args.runs):
+            for mode in ("bare", "gateway"):
+                runs[mode].append(one_run(mode, args, work, token, X, bodies))
     print(
-        f"{args.requests} requests, concurrency {args.concurrency}, {args.rows} row(s) per request, loopback"
+        f"{args.client}, {args.runs} runs of {args.seconds:g} s, concurrency {args.concurrency}, "
+        f"{args.rows} row(s) per request, loopback; medians over runs"
     )
-    print(f"{'server':<10} {'req/s':>9} {'p50 ms':>8} {'p99 ms':>8}  statuses")
-    for mode, r in results.items():
-        print(f"{mode:<10} {r['rps']:>9.0f} {r['p50_ms']:>8.2f} {r['p99_ms']:>8.2f}  {r['statuses']}")
-    bare, gw = results["bare"], results["gateway"]
-    print(
-        f"gateway/bare throughput: {gw['rps'] / bare['rps']:.2f}x; "
-        f"added p50: {gw['p50_ms'] - bare['p50_ms']:+.2f} ms"
-    )
+    print(f"{'server':<10} {'req/s':>8} {'p50 ms':>8} {'p99 ms':>8} {'CPU us/req (user+sys)':>22}  failed")
+    for mode, results in runs.items():
+        keys = ("rps", "p50_ms", "p99_ms", "cpu_us", "user_us", "sys_us")
+        med = {k: statistics.median(r[k] for r in results) for k in keys}
+        failed = sum(r["failed"] for r in results)
+        cpu = f"{med['cpu_us']:.0f} ({med['user_us']:.0f}+{med['sys_us']:.0f})"
+        print(
+            f"{mode:<10} {med['rps']:>8.0f} {med['p50_ms']:>8.2f} {med['p99_ms']:>8.2f} {cpu:>22}  {failed}"
+        )
+    pairs = list(zip(runs["bare"], runs["gateway"], strict=True))
+    rps = statistics.median(g["rps"] / b["rps"] for b, g in pairs)
+    cpu = statistics.median(b["cpu_us"] / g["cpu_us"] for b, g in pairs)
+    p50 = statistics.median(g["p50_ms"] - b["p50_ms"] for b, g in pairs)
+    per_run = ", ".join(f"{g['rps'] / b['rps']:.2f}" for b, g in pairs)
+    print(f"gateway/bare req/s: {rps:.2f}x (per run: {per_run})")
+    print(f"bare/gateway CPU per request (capacity on a dedicated core): {cpu:.2f}x")
+    print(f"added p50: {p50:+.2f} ms")
 
 
 if __name__ == "__main__":

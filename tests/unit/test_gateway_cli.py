@@ -58,3 +58,12 @@ def test_bad_inputs_fail_cleanly(tmp_path: Path) -> None:
 def test_serve_help() -> None:
     result = CliRunner().invoke(gateway, ["serve", "--help"])
     assert result.exit_code == 0 and "--config" in result.output
+
+
+def test_serve_offers_mtls_and_refuses_it_without_a_server_certificate(tmp_path: Path) -> None:
+    runner = CliRunner()
+    assert "--tls-client-ca" in runner.invoke(gateway, ["serve", "--help"]).output
+    ca = tmp_path / "ca.crt"
+    ca.write_text("not used: refused before it is read\n")
+    result = runner.invoke(gateway, ["serve", "-c", str(_config(tmp_path)), "--tls-client-ca", str(ca)])
+    assert result.exit_code != 0 and "tls_cert" in str(result.output) + str(result.exception)

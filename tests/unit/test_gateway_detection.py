@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
 from bastion.gateway.config import Detection
 from bastion.gateway.detection import ExtractionDetector, Level, shapiro_francia
@@ -63,3 +64,26 @@ def test_each_step_is_an_event_and_levels_only_rise() -> None:
     assert [e.level for e in events] == [Level.ALERT, Level.LABELS_ONLY, Level.THROTTLE, Level.BLOCK]
     assert all("near-duplicates" in e.signals for e in events)
     assert det.level("eve", "m") is Level.BLOCK and det.level("other", "m") is Level.NORMAL
+
+
+def test_nearest_distances_match_brute_force_across_batches_and_window_wrap() -> None:
+    """The ring buffer (each row stored twice, cached half norms) gives exactly the nearest earlier query
+    among the last ``window`` ones, for single rows and for batches larger than the window."""
+    from bastion.gateway.detection import _nearest, _Stream
+
+    rng = np.random.default_rng(7)
+    window = 16
+    stream = _Stream(3, window)
+    seen: list[np.ndarray] = []
+    for n in [1, 1, 5, 1, 20, 3, 1, 40, 1, 2, 17]:
+        z = rng.normal(size=(n, 3))
+        z[n // 2] = z[0]  # an exact duplicate inside the batch (a no-op for a single row)
+        halves = 0.5 * np.einsum("ij,ij->i", z, z)
+        got = _nearest(*stream.history(), z, halves, window)
+        for i, row in enumerate(z):
+            earlier = (seen + list(z[:i]))[-window:]
+            want = min((float(np.linalg.norm(row - e)) for e in earlier), default=np.inf)
+            assert got[i] == pytest.approx(want, abs=1e-9)
+        stream.push(z, halves)
+        seen += list(z)
+        assert np.array_equal(stream.history()[0], np.asarray(seen[-window:]))

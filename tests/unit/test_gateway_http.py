@@ -10,9 +10,8 @@ from typing import Any
 
 import pytest
 
-from bastion.gateway.app import build_app
+from bastion.gateway.app import GatewayApp, build_app
 from bastion.gateway.credentials import ApiKeyStore
-from bastion.gateway.middleware import RequestContextMiddleware
 from tests.gateway_helpers import Setup, bearer, client, make_setup
 
 pytestmark = pytest.mark.anyio
@@ -43,7 +42,7 @@ def anyio_backend() -> str:
 
 
 @pytest.fixture()
-async def gw(tmp_path: Path) -> AsyncIterator[tuple[Setup, RequestContextMiddleware]]:
+async def gw(tmp_path: Path) -> AsyncIterator[tuple[Setup, GatewayApp]]:
     setup = make_setup(tmp_path)
     app = build_app(setup.config)
     yield setup, app

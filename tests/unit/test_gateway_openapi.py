@@ -10,8 +10,7 @@ from typing import Any
 import pytest
 from openapi_spec_validator import OpenAPIV31SpecValidator
 
-from bastion.gateway.app import build_app
-from bastion.gateway.middleware import RequestContextMiddleware
+from bastion.gateway.app import GatewayApp, build_app
 from tests.gateway_helpers import Setup, bearer, client, make_setup
 
 pytestmark = pytest.mark.anyio
@@ -24,14 +23,14 @@ def anyio_backend() -> str:
 
 
 @pytest.fixture()
-async def gw(tmp_path: Path) -> AsyncIterator[tuple[Setup, RequestContextMiddleware]]:
+async def gw(tmp_path: Path) -> AsyncIterator[tuple[Setup, GatewayApp]]:
     setup = make_setup(tmp_path)
     app = build_app(setup.config)
     yield setup, app
     await app.gw.close()
 
 
-async def _doc(app: RequestContextMiddleware, token: str) -> dict[str, Any]:
+async def _doc(app: GatewayApp, token: str) -> dict[str, Any]:
     async with client(app) as c:
         response = await c.get("/openapi.json", headers=bearer(token))
     assert response.status_code == 200, response.text
@@ -51,7 +50,7 @@ def _model_enums(doc: dict[str, Any]) -> set[tuple[str, ...]]:
 
 
 async def test_without_credentials_is_401_and_audited(
-    gw: tuple[Setup, RequestContextMiddleware],
+    gw: tuple[Setup, GatewayApp],
 ) -> None:
     setup, app = gw
     async with client(app) as c:
@@ -65,7 +64,7 @@ async def test_without_credentials_is_401_and_audited(
 
 
 async def test_identities_without_a_model_role_get_403(
-    gw: tuple[Setup, RequestContextMiddleware],
+    gw: tuple[Setup, GatewayApp],
 ) -> None:
     setup, app = gw
     async with client(app) as c:
@@ -74,7 +73,7 @@ async def test_identities_without_a_model_role_get_403(
     assert "paths" not in response.text
 
 
-async def test_a_consumer_sees_only_its_models(gw: tuple[Setup, RequestContextMiddleware]) -> None:
+async def test_a_consumer_sees_only_its_models(gw: tuple[Setup, GatewayApp]) -> None:
     setup, app = gw
     alice = await _doc(app, setup.keys["alice"])
     bob = await _doc(app, setup.keys["bob"])
@@ -87,7 +86,7 @@ async def test_a_consumer_sees_only_its_models(gw: tuple[Setup, RequestContextMi
 
 
 async def test_the_document_is_valid_openapi_31_and_matches_the_routes(
-    gw: tuple[Setup, RequestContextMiddleware],
+    gw: tuple[Setup, GatewayApp],
 ) -> None:
     setup, app = gw
     doc = await _doc(app, setup.keys["bob"])
@@ -128,7 +127,7 @@ async def test_the_document_is_valid_openapi_31_and_matches_the_routes(
 
 
 async def test_an_auditor_may_read_it_with_every_prod_model(
-    gw: tuple[Setup, RequestContextMiddleware],
+    gw: tuple[Setup, GatewayApp],
 ) -> None:
     setup, app = gw
     doc = await _doc(app, setup.keys["carol"])

@@ -62,12 +62,22 @@ def gateway() -> None:
 
 @gateway.command()
 @_CONFIG
-def serve(config_path: Path) -> None:
+@click.option(
+    "--tls-client-ca",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="mTLS: require client certificates issued by this CA (overrides server.tls_client_ca).",
+)
+def serve(config_path: Path, tls_client_ca: Path | None) -> None:
     """Serve the configured models until interrupted (Ctrl-C or SIGTERM flushes the audit log)."""
     from bastion.gateway.config import load_config
     from bastion.gateway.server import serve as run
 
     config = load_config(config_path)
+    if tls_client_ca is not None:
+        if config.server.tls_cert is None:
+            raise UsageError("--tls-client-ca needs server.tls_cert and server.tls_key in the configuration")
+        server = config.server.model_copy(update={"tls_client_ca": tls_client_ca.resolve()})
+        config = config.model_copy(update={"server": server})
     scheme = "https" if config.server.tls_cert else "http"
     click.echo(f"bastion gateway on {scheme}://{config.server.host}:{config.server.port}", err=True)
     run(config)

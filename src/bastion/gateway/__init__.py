@@ -1,5 +1,5 @@
 """The Bastion gateway: authenticated, authorised, rate-limited, audited model serving that watches for model
-stealing. One ASGI app (Starlette router inside ASGI layers); see ``docs/gateway.md``.
+stealing. One ASGI app (the protective steps, a fixed route table, the audit record); see ``docs/gateway.md``.
 
     config       the YAML/JSON configuration, validated (unknown fields forbidden)
     credentials  API keys (hashed, constant-time) and JWT verification (allowlisted algorithms)
@@ -8,11 +8,13 @@ stealing. One ASGI app (Starlette router inside ASGI layers); see ``docs/gateway
     audit        hash-chained JSON Lines records and their verification
     audit_sql    the same chain in a SQLite or PostgreSQL table (SQLAlchemy), and its verifier
     models       scan-gated model loading (scikit-learn joblib, bastion-linear JSON) and input validation
+    upstream     models proxied to a KServe V1 / Open Inference Protocol V2 server
+    capture      served rows as JSON Lines for the monitor
     detection    per-identity extraction / membership-inference signals, graded response
     hardening    labels only, top-k, rounding, deterministic noise
-    middleware   the ASGI layers;  runtime  the state they share;  app  the routes and ``build_app``
+    middleware   the protective steps;  runtime  the state they share;  app  the one ASGI app and its routes
     openapi      the OpenAPI 3.1 document, built per caller
-    server       uvicorn with TLS 1.2+ and a header deadline against slow clients
+    server       uvicorn with TLS 1.2+ (optional mTLS) and a header deadline against slow clients
 
 Importing this package imports nothing heavy; ``build_app`` does.
 """
@@ -22,13 +24,13 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from bastion.gateway.app import GatewayApp
     from bastion.gateway.config import GatewayConfig
-    from bastion.gateway.middleware import RequestContextMiddleware
 
 __all__ = ["build_app", "load_config"]
 
 
-def build_app(config: GatewayConfig, **options: Any) -> RequestContextMiddleware:
+def build_app(config: GatewayConfig, **options: Any) -> GatewayApp:
     from bastion.gateway.app import build_app as _build
 
     return _build(config, **options)

@@ -8,19 +8,20 @@ POST /v2/models/{name}/infer                 V2 tensors in and out
 GET  /admin/audit?limit=N                    recent audit records (read-audit)
 GET  /metrics                                Prometheus counters (read-audit)
 GET  /openapi.json                           OpenAPI 3.1, listing only the caller's models
+
+``GatewayApp`` is one ASGI app: it runs the protective steps of ``middleware`` in order, then the route, and
+writes one audit record per request whatever happened. Routes are matched on the raw path (a fixed table,
+first full match wins; a path that matches with another method is a 405, nothing else a 404).
 """
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import AsyncIterator
+import asyncio
+import re
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
 from typing import Any
-
-from starlette.applications import Starlette
-from starlette.exceptions import HTTPException
-from starlette.requests import Request
-from starlette.responses import Response
-from starlette.routing import Route
+from urllib.parse import parse_qsl
 
 from bastion.gateway.access import Action, Principal, Role
 from bastion.gateway.config import GatewayConfig, Output, OutputMode
@@ -29,45 +30,69 @@ from bastion.gateway.errors import HttpError
 from bastion.gateway.hardening import harden
 from bastion.gateway.limits import Charge, Quota
 from bastion.gateway.middleware import (
-    CTX,
-    PRINCIPAL,
-    AuthenticateMiddleware,
-    FramingMiddleware,
-    NetworkPolicyMiddleware,
+    PUBLIC_PATHS,
+    Receive,
     RequestContext,
-    RequestContextMiddleware,
+    Scope,
+    Send,
+    authenticate,
+    context,
+    framing,
+    log,
+    network_policy,
+    read_body,
+    send_error,
+    send_reply,
 )
 from bastion.gateway.models import ServedModel
 from bastion.gateway.runtime import Gateway
-from bastion.gateway.wire import dumps, error_body, loads_strict
+from bastion.gateway.wire import dumps, loads_strict
 
 THROTTLE_FACTOR = 10.0
 _RESTRICTIVENESS = {OutputMode.LABELS: 2, OutputMode.TOP_K: 1, OutputMode.PROBABILITIES: 0}
 
 
-def _json(payload: Any, status: int = 200) -> Response:
-    return Response(dumps(payload), status_code=status, media_type="application/json")
+@dataclass
+class Call:
+    """What a route sees: the gateway, the request's context, the caller, the path parameters, the body."""
+
+    gw: Gateway
+    ctx: RequestContext
+    principal: Principal
+    scope: Scope
+    receive: Receive
+    params: dict[str, str]
+    deadline: float
+
+    async def json(self) -> Any:
+        ctype = self.ctx.headers.get(b"content-type", (b"",))[0].split(b";")[0].strip().lower()
+        if ctype != b"application/json":
+            raise HttpError(415, "unsupported-media-type", "send application/json")
+        limit = self.gw.config.server.max_body_bytes
+        return loads_strict(await read_body(self.receive, limit=limit, deadline=self.deadline))
+
+    def query(self, name: str, default: str) -> str:
+        """The last value of query parameter ``name`` (as Starlette reads it), or ``default``."""
+        pairs = parse_qsl(self.scope.get("query_string", b"").decode("latin-1"), keep_blank_values=True)
+        values = [v for k, v in pairs if k == name]
+        return values[-1] if values else default
 
 
-def _ctx(request: Request) -> RequestContext:
-    ctx: RequestContext = request.scope[CTX]
-    return ctx
+@dataclass(frozen=True)
+class Reply:
+    body: bytes
+    status: int = 200
+    media_type: bytes = b"application/json"
 
 
-def _principal(request: Request) -> Principal:
-    principal: Principal = request.scope[PRINCIPAL]
-    return principal
+def _json(payload: Any, status: int = 200) -> Reply:
+    return Reply(dumps(payload), status)
 
 
-def _gw(request: Request) -> Gateway:
-    gw: Gateway = request.app.state.gateway
-    return gw
-
-
-def _model(request: Request, action: Action) -> ServedModel:
-    gw, ctx, principal = _gw(request), _ctx(request), _principal(request)
-    name = request.path_params["name"]
-    spec = next((m for m in gw.config.models if m.name == name), None)
+def _model(call: Call, action: Action) -> ServedModel:
+    gw, ctx, principal = call.gw, call.ctx, call.principal
+    name = call.params["name"]
+    spec = gw.specs.get(name)
     if spec is None:
         raise HttpError(404, "unknown-model", "no such model")
     ctx.model, ctx.model_version = spec.name, spec.version
@@ -82,12 +107,12 @@ def _model(request: Request, action: Action) -> ServedModel:
     return model
 
 
-async def healthz(request: Request) -> Response:
+async def healthz(call: Call) -> Reply:
     return _json({"status": "ok"})
 
 
-async def readyz(request: Request) -> Response:
-    gw = _gw(request)
+async def readyz(call: Call) -> Reply:
+    gw = call.gw
     ready = not gw.refused and bool(gw.models) and await gw.limiter.ping()
     return _json({"status": "ready" if ready else "unavailable"}, 200 if ready else 503)
 
@@ -98,32 +123,32 @@ def _may_use(principal: Principal, environment: str, name: str) -> bool:
     )
 
 
-def _visible(request: Request) -> list[str]:
+def _visible(call: Call) -> list[str]:
     """The served models the caller may predict with or read the metadata of, sorted."""
-    gw, principal = _gw(request), _principal(request)
     return [
-        name for name, model in sorted(gw.models.items()) if _may_use(principal, model.spec.environment, name)
+        name
+        for name, model in sorted(call.gw.models.items())
+        if _may_use(call.principal, model.spec.environment, name)
     ]
 
 
-async def list_models(request: Request) -> Response:
-    return _json({"models": _visible(request)})
+async def list_models(call: Call) -> Reply:
+    return _json({"models": _visible(call)})
 
 
-async def openapi(request: Request) -> Response:
+async def openapi(call: Call) -> Reply:
     """Only for callers whose roles may list at least one configured model (refused ones included)."""
-    gw, principal = _gw(request), _principal(request)
+    gw, principal = call.gw, call.principal
     if not any(_may_use(principal, spec.environment, spec.name) for spec in gw.config.models):
         raise HttpError(403, "forbidden", "no role that may list models is granted to this identity")
     from bastion.gateway.openapi import build_document
 
-    return _json(build_document(models=_visible(request), environment=gw.config.server.environment))
+    return _json(build_document(models=_visible(call), environment=gw.config.server.environment))
 
 
-async def model_metadata(request: Request) -> Response:
-    model = _model(request, Action.READ_METADATA)
-    principal = _principal(request)
-    if principal.may(Action.READ_METADATA, model.spec.environment, model.spec.name):
+async def model_metadata(call: Call) -> Reply:
+    model = _model(call, Action.READ_METADATA)
+    if call.principal.may(Action.READ_METADATA, model.spec.environment, model.spec.name):
         return _json({**model.metadata(), "ready": True})
     return _json({"name": model.spec.name, "ready": True})
 
@@ -135,17 +160,10 @@ def _output_for(model: ServedModel, roles: frozenset[Role]) -> Output:
     return max(overrides, key=lambda o: _RESTRICTIVENESS[o.mode])
 
 
-async def _body(request: Request) -> Any:
-    ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
-    if ctype != "application/json":
-        raise HttpError(415, "unsupported-media-type", "send application/json")
-    return loads_strict(await request.body())
-
-
-async def _serve(request: Request, rows: Any) -> tuple[ServedModel, list[Any], Level]:
+async def _serve(call: Call, rows: Any) -> tuple[ServedModel, list[Any], Level]:
     """Authorise, validate, charge, predict, watch, harden: the one path every prediction takes."""
-    gw, ctx, principal = _gw(request), _ctx(request), _principal(request)
-    model = _model(request, Action.PREDICT)
+    gw, ctx, principal = call.gw, call.ctx, call.principal
+    model = _model(call, Action.PREDICT)
     name = model.spec.name
     detector = gw.detectors[name]
     level = detector.level(principal.caller, name)
@@ -169,7 +187,7 @@ async def _serve(request: Request, rows: Any) -> tuple[ServedModel, list[Any], L
             f"{decision.reason} exceeded for this identity",
             headers={"Retry-After": decision.retry_after_header},
         )
-    prediction = model.predict(x)
+    prediction = await model.infer(x, ctx.request_id)
     events = detector.observe(principal.caller, name, x)
     gw.extraction_events(events, ctx)
     level = detector.level(principal.caller, name)
@@ -186,30 +204,33 @@ async def _serve(request: Request, rows: Any) -> tuple[ServedModel, list[Any], L
         caller=principal.caller,
     )
     ctx.reason = f"detection-{level.name.lower()}" if level > Level.NORMAL else ""
+    writer = gw.captures.get(name)
+    if writer is not None:
+        writer.add(ctx.request_time, ctx.request_id, x, prediction)
     return model, outputs, level
 
 
-async def predict_v1(request: Request) -> Response:
-    body = await _body(request)
-    if not isinstance(body, dict) or set(body) - {"instances", "parameters"} or "instances" not in body:
+async def predict_v1(call: Call) -> Reply:
+    body = await call.json()
+    if not isinstance(body, dict) or body.keys() - {"instances", "parameters"} or "instances" not in body:
         raise HttpError(422, "bad-request-body", 'expected {"instances": [[...], ...]}')
-    _, outputs, _ = await _serve(request, body["instances"])
+    _, outputs, _ = await _serve(call, body["instances"])
     return _json({"predictions": outputs})
 
 
 _V2_TYPES = frozenset({"FP64", "FP32", "FP16", "INT64", "INT32", "INT16", "INT8"})
 
 
-async def infer_v2(request: Request) -> Response:
-    body = await _body(request)
-    if not isinstance(body, dict) or set(body) - {"id", "inputs", "parameters", "outputs"}:
+async def infer_v2(call: Call) -> Reply:
+    body = await call.json()
+    if not isinstance(body, dict) or body.keys() - {"id", "inputs", "parameters", "outputs"}:
         raise HttpError(422, "bad-request-body", "unexpected fields in the inference request")
     inputs = body.get("inputs")
     if not isinstance(inputs, list) or len(inputs) != 1 or not isinstance(inputs[0], dict):
         raise HttpError(422, "bad-request-body", "expected exactly one input tensor")
     tensor = inputs[0]
     if (
-        set(tensor) - {"name", "shape", "datatype", "data", "parameters"}
+        tensor.keys() - {"name", "shape", "datatype", "data", "parameters"}
         or tensor.get("datatype") not in _V2_TYPES
     ):
         raise HttpError(422, "bad-tensor", f"datatype must be one of {sorted(_V2_TYPES)}")
@@ -224,11 +245,11 @@ async def infer_v2(request: Request) -> Response:
     flat = data if all(not isinstance(v, list) for v in data) else None
     if flat is None or len(flat) != shape[0] * shape[1]:
         raise HttpError(422, "bad-shape", "data must be flat, row-major, rows × features numbers")
-    if shape[0] > _gw(request).config.server.max_rows:
+    if shape[0] > call.gw.config.server.max_rows:
         raise HttpError(413, "too-many-rows", "too many rows")
     rows = [flat[i * shape[1] : (i + 1) * shape[1]] for i in range(shape[0])]
-    model, outputs, _ = await _serve(request, rows)
-    request_id = body.get("id") if isinstance(body.get("id"), str) else _ctx(request).request_id
+    model, outputs, _ = await _serve(call, rows)
+    request_id = body.get("id") if isinstance(body.get("id"), str) else call.ctx.request_id
     if outputs and isinstance(outputs[0], list) and not isinstance(outputs[0][0], dict):
         out = {
             "name": "probabilities",
@@ -261,80 +282,143 @@ async def infer_v2(request: Request) -> Response:
     )
 
 
-def _require(request: Request, action: Action) -> None:
-    if not _principal(request).may(action, _gw(request).config.server.environment):
+def _require(call: Call, action: Action) -> None:
+    if not call.principal.may(action, call.gw.config.server.environment):
         raise HttpError(403, "forbidden", f"{action.value} is not granted in this environment")
 
 
-async def admin_audit(request: Request) -> Response:
-    _require(request, Action.READ_AUDIT)
-    text = request.query_params.get("limit", "100")
+async def admin_audit(call: Call) -> Reply:
+    _require(call, Action.READ_AUDIT)
+    text = call.query("limit", "100")
     if not text.isdigit() or not 1 <= int(text) <= 1000:
         raise HttpError(422, "bad-limit", "limit must be 1..1000")
-    return _json({"records": _gw(request).audit.recent(int(text))})
+    return _json({"records": call.gw.audit.recent(int(text))})
 
 
-async def metrics(request: Request) -> Response:
-    _require(request, Action.READ_AUDIT)
-    gw = _gw(request)
+async def metrics(call: Call) -> Reply:
+    _require(call, Action.READ_AUDIT)
+    gw = call.gw
     lines = ["# TYPE bastion_gateway_total counter"]
     lines += [f"bastion_gateway_total{{{label}}} {value}" for label, value in sorted(gw.counters.items())]
     lines += ["# TYPE bastion_gateway_models gauge", f"bastion_gateway_models {len(gw.models)}"]
-    return Response("\n".join(lines) + "\n", media_type="text/plain; version=0.0.4")
+    return Reply(("\n".join(lines) + "\n").encode(), media_type=b"text/plain; version=0.0.4")
 
 
-async def _http_error(request: Request, exc: Exception) -> Response:
-    assert isinstance(exc, HttpError)
-    ctx = _ctx(request)
-    ctx.reason = ctx.reason or exc.code
-    headers = dict(exc.headers)
-    if exc.close:
-        headers["Connection"] = "close"
-    return Response(
-        error_body(exc.status, exc.code, exc.message, ctx.request_id),
-        status_code=exc.status,
-        media_type="application/json",
-        headers=headers,
-    )
+Handler = Callable[[Call], Awaitable[Reply]]
 
 
-async def _starlette_error(request: Request, exc: Exception) -> Response:
-    assert isinstance(exc, HTTPException)
-    code = {404: "not-found", 405: "method-not-allowed"}.get(exc.status_code, "http-error")
-    headers = {k: v for k, v in (exc.headers or {}).items() if k.lower() == "allow"}
-    return await _http_error(
-        request, HttpError(exc.status_code, code, code.replace("-", " "), headers=headers)
-    )
+@dataclass(frozen=True)
+class Route:
+    template: str  # ``{name}`` matches one path segment
+    methods: frozenset[str]
+    handler: Handler
+    pattern: re.Pattern[str] = field(init=False, compare=False)
+
+    def __post_init__(self) -> None:
+        regex = "^" + re.escape(self.template).replace(re.escape("{name}"), "(?P<name>[^/]+)") + "$"
+        object.__setattr__(self, "pattern", re.compile(regex))
 
 
-def build_app(config: GatewayConfig, *, gateway: Gateway | None = None) -> RequestContextMiddleware:
-    """The gateway as one ASGI app: the protective layers around a Starlette router."""
-    gw = gateway or Gateway(config)
+def _get(template: str, handler: Handler) -> Route:
+    return Route(template, frozenset({"GET", "HEAD"}), handler)
 
-    @contextlib.asynccontextmanager
-    async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        yield
-        await gw.close()
 
-    routes = [
-        Route("/healthz", healthz, methods=["GET"]),
-        Route("/readyz", readyz, methods=["GET"]),
-        Route("/v1/models", list_models, methods=["GET"]),
-        Route("/v1/models/{name}:predict", predict_v1, methods=["POST"]),
-        Route("/v1/models/{name}", model_metadata, methods=["GET"]),
-        Route("/v2/models/{name}/infer", infer_v2, methods=["POST"]),
-        Route("/v2/models/{name}", model_metadata, methods=["GET"]),
-        Route("/admin/audit", admin_audit, methods=["GET"]),
-        Route("/metrics", metrics, methods=["GET"]),
-        Route("/openapi.json", openapi, methods=["GET"]),
-    ]
-    inner = Starlette(
-        routes=routes,
-        exception_handlers={HttpError: _http_error, HTTPException: _starlette_error},
-        lifespan=lifespan,
-    )
-    inner.state.gateway = gw
-    app = RequestContextMiddleware(
-        NetworkPolicyMiddleware(FramingMiddleware(AuthenticateMiddleware(inner, gw), gw), gw), gw
-    )
-    return app
+def _post(template: str, handler: Handler) -> Route:
+    return Route(template, frozenset({"POST"}), handler)
+
+
+ROUTES = (
+    _get("/healthz", healthz),
+    _get("/readyz", readyz),
+    _get("/v1/models", list_models),
+    _post("/v1/models/{name}:predict", predict_v1),
+    _get("/v1/models/{name}", model_metadata),
+    _post("/v2/models/{name}/infer", infer_v2),
+    _get("/v2/models/{name}", model_metadata),
+    _get("/admin/audit", admin_audit),
+    _get("/metrics", metrics),
+    _get("/openapi.json", openapi),
+)
+
+
+def route(path: str, method: str) -> tuple[Handler, dict[str, str]]:
+    """The first route matching ``path`` and ``method``; 405 (with ``Allow``) or 404 otherwise."""
+    allowed: set[str] = set()
+    for candidate in ROUTES:
+        match = candidate.pattern.match(path)
+        if match is None:
+            continue
+        if method in candidate.methods:
+            return candidate.handler, match.groupdict()
+        allowed |= candidate.methods
+    if allowed:
+        raise HttpError(
+            405, "method-not-allowed", "method not allowed", headers={"Allow": ", ".join(sorted(allowed))}
+        )
+    raise HttpError(404, "not-found", "not found")
+
+
+class GatewayApp:
+    """The gateway as one ASGI app; ``gw`` is its runtime state."""
+
+    def __init__(self, gateway: Gateway) -> None:
+        self.gw = gateway
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            await self._http(scope, receive, send)
+        elif scope["type"] == "lifespan":
+            await self._lifespan(receive, send)
+        elif scope["type"] == "websocket":
+            await send({"type": "websocket.close", "code": 1008})
+
+    async def _lifespan(self, receive: Receive, send: Send) -> None:
+        while True:
+            message = await receive()
+            if message["type"] == "lifespan.startup":
+                await send({"type": "lifespan.startup.complete"})
+            elif message["type"] == "lifespan.shutdown":
+                await self.gw.close()  # flushes the audit log
+                await send({"type": "lifespan.shutdown.complete"})
+                return
+
+    async def _http(self, scope: Scope, receive: Receive, send: Send) -> None:
+        gw = self.gw
+        ctx = context(scope, gw)
+        path = (scope.get("raw_path") or scope["path"].encode()).decode("latin-1")  # routes match raw
+        admitted: str | None = None
+        try:
+            await network_policy(ctx, gw)
+            framing(scope, ctx, gw)
+            deadline = asyncio.get_running_loop().time() + gw.config.server.read_timeout_s
+            principal = Gateway.ANONYMOUS
+            if path not in PUBLIC_PATHS:
+                principal = await authenticate(scope, ctx, gw)
+                if not gw.concurrency.enter(principal.caller):
+                    raise HttpError(
+                        429,
+                        "too-many-concurrent",
+                        "too many requests in flight",
+                        headers={"Retry-After": "1"},
+                    )
+                admitted = principal.caller
+            handler, params = route(path, scope["method"])
+            reply = await handler(Call(gw, ctx, principal, scope, receive, params, deadline))
+            await send_reply(send, ctx, reply.status, reply.body, reply.media_type)
+        except HttpError as exc:
+            await send_error(send, ctx, exc)
+        except Exception as exc:  # noqa: BLE001 - the HTTP boundary: no stack trace ever reaches a client
+            log.error("internal error on %s %s: %s", ctx.method, ctx.path, type(exc).__name__)
+            ctx.reason = "internal-error"
+            if not ctx.status:
+                await send_error(send, ctx, HttpError(500, "internal-error", "internal error"))
+        finally:
+            if admitted is not None:
+                gw.concurrency.leave(admitted)
+            if path not in PUBLIC_PATHS:
+                gw.record_access(ctx)
+
+
+def build_app(config: GatewayConfig, *, gateway: Gateway | None = None) -> GatewayApp:
+    """The gateway as one ASGI app: the protective steps, the routes, the audit record."""
+    return GatewayApp(gateway or Gateway(config))

@@ -4,17 +4,19 @@ hash-chained so that an edited, inserted, reordered or removed record is detecte
     hash = sha256(prev_hash || canonical(record without "hash"))
 
 ``canonical`` is JSON with sorted keys, no spaces, UTF-8. The first record's ``prev_hash`` is 64 zeros, and
-``seq`` counts from 0; a log reopened after a restart continues the chain from its last record. Truncating
-the tail cannot be seen from the file alone: anchor the latest ``hash`` elsewhere to prove that.
+``seq`` counts from 0; a log reopened after a restart continues the chain from its last record. Each line
+is the canonical record with its ``hash`` member appended (``{...,"hash":"..."}``): encoded once, hashed,
+written. Truncating the tail cannot be seen from the file alone: anchor the latest ``hash`` elsewhere.
 Credentials are never written: callers pass identities, not tokens.
 """
 
 from __future__ import annotations
 
-import datetime as dt
+import hashlib
 import json
 import os
 import threading
+import time
 from collections import deque
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -38,8 +40,20 @@ ACCESS_FIELDS = (
 )
 
 
+_second: tuple[int, str] = (-1, "")
+
+
 def utc_now() -> str:
-    return dt.datetime.now(dt.UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    """The current UTC time as ISO 8601 with milliseconds (``2026-01-31T12:00:00.123Z``); the formatted
+    second is cached, so this costs one clock read per call."""
+    global _second  # a one-entry cache; swapping the tuple is atomic
+    now = time.time()
+    whole = int(now)
+    cached, text = _second
+    if cached != whole:
+        text = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(whole))
+        _second = (whole, text)
+    return f"{text}.{int((now - whole) * 1000):03d}Z"
 
 
 class AuditSink(Protocol):
@@ -61,7 +75,7 @@ class AuditLog:
         path.parent.mkdir(parents=True, exist_ok=True)
         self._prev, self._seq = self._tail()
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
-        self._handle = os.fdopen(fd, "a", encoding="utf-8")
+        self._handle = os.fdopen(fd, "ab")
 
     def _tail(self) -> tuple[str, int]:
         """Continue the chain: the last record's hash and next sequence number."""
@@ -83,11 +97,12 @@ class AuditLog:
 
     def append(self, record: dict[str, Any]) -> dict[str, Any]:
         with self._lock:
-            entry = dict(record)
+            entry = {k: v for k, v in record.items() if k != "hash"}
             entry["seq"] = self._seq
             entry["prev_hash"] = self._prev
-            entry["hash"] = chain_hash(self._prev, entry)
-            self._handle.write(canonical(entry).decode() + "\n")
+            body = canonical(entry)  # encoded once: hashed, then written with the hash appended
+            entry["hash"] = hashlib.sha256(self._prev.encode("ascii") + body).hexdigest()
+            self._handle.write(body[:-1] + b',"hash":"' + entry["hash"].encode("ascii") + b'"}\n')
             self._handle.flush()
             if self.fsync:
                 os.fsync(self._handle.fileno())

@@ -118,18 +118,102 @@ class Evidence(_Strict):
     signer: str | None = None
 
 
+class UpstreamProtocol(enum.Enum):
+    V1 = "v1"  # KServe V1: POST /v1/models/{name}:predict
+    V2 = "v2"  # Open Inference Protocol: POST /v2/models/{name}/infer
+
+
+class Upstream(_Strict):
+    """A KServe V1 / Open Inference Protocol V2 server the gateway forwards validated requests to."""
+
+    url: str  # http(s)://host[:port][/prefix]: no credentials, query or fragment
+    protocol: UpstreamProtocol = UpstreamProtocol.V1
+    model: Annotated[str, Field(pattern=NAME)] | None = None  # the name upstream; default: the gateway's
+    timeout_s: Annotated[float, Field(gt=0, le=300)] = 10.0
+    ca_file: Path | None = None  # trust only this CA bundle for https (default: the system's)
+    max_response_bytes: Annotated[int, Field(gt=0)] = 8 << 20
+
+    @field_validator("url")
+    @classmethod
+    def _url(cls, value: str) -> str:
+        from urllib.parse import urlsplit
+
+        parts = urlsplit(value)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError("upstream url must be http:// or https:// with a host")
+        if parts.username or parts.password or parts.query or parts.fragment:
+            raise ValueError("upstream url must not carry credentials, a query or a fragment")
+        return value.rstrip("/")
+
+
+class Capture(_Strict):
+    """Each served row's inputs and the model's output, as JSON Lines for the monitor (see capture.py)."""
+
+    directory: Path
+    sample: Annotated[float, Field(gt=0, le=1)] = 1.0  # the fraction of rows written
+    flush_interval_s: Annotated[float, Field(gt=0, le=60)] = 1.0
+    max_buffered_rows: Annotated[int, Field(gt=0)] = 100_000  # beyond this, rows are dropped and counted
+
+
+_FEATURE = re.compile(r"^[A-Za-z][A-Za-z0-9_.-]{0,63}$")
+
+
 class ModelSpec(_Strict):
+    """A model served in-process (``path`` and ``format``) or proxied to an ``upstream`` server (then
+    ``features`` gives its input width, and ``classes`` names the columns of its probabilities)."""
+
     name: Annotated[str, Field(pattern=NAME)]
     version: Annotated[str, Field(pattern=NAME)] = "1"
     environment: Annotated[str, Field(pattern=NAME)]
-    path: Path
-    format: ModelFormat
+    path: Path | None = None
+    format: ModelFormat | None = None
+    upstream: Upstream | None = None
+    features: Annotated[int, Field(gt=0, le=100_000)] | None = None
+    classes: tuple[str | int, ...] = ()
     feature_min: tuple[float, ...] | float = -1e6
     feature_max: tuple[float, ...] | float = 1e6
     require_evidence: Evidence | None = None
     output: Output = Output()
     output_by_role: dict[Role, Output] = {}
     detection: Detection = Detection()
+    feature_names: tuple[str, ...] | None = None  # names for captured rows (default f0, f1, ...)
+    capture: Capture | None = None
+
+    @field_validator("feature_names")
+    @classmethod
+    def _feature_names(cls, value: tuple[str, ...] | None) -> tuple[str, ...] | None:
+        if value is not None:
+            if len(set(value)) != len(value) or "prediction" in value:
+                raise ValueError("feature names must be unique and not 'prediction'")
+            for name in value:
+                if not _FEATURE.match(name):
+                    raise ValueError(f"bad feature name {name!r}: a letter, then letters, digits, _ . -")
+        return value
+
+    @model_validator(mode="after")
+    def _kind(self) -> ModelSpec:
+        if self.upstream is None:
+            if self.path is None or self.format is None:
+                raise ValueError("a model needs path and format, or upstream")
+            if self.features is not None or self.classes:
+                raise ValueError(
+                    "features and classes are for upstream models (read from the file otherwise)"
+                )
+        else:
+            if self.path is not None or self.format is not None or self.require_evidence is not None:
+                raise ValueError("an upstream model has no path, format or require_evidence")
+            if self.features is None:
+                raise ValueError("an upstream model needs features (its input width)")
+        return self
+
+
+def _loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 class JwtConfig(_Strict):
@@ -137,6 +221,12 @@ class JwtConfig(_Strict):
     audience: str
     algorithms: tuple[str, ...]
     jwks_file: Path | None = None
+    jwks_url: str | None = None  # https (plain http on loopback only); fetched lazily, cached
+    jwks_ttl_s: Annotated[float, Field(gt=0, le=86_400)] = 300.0
+    jwks_refresh_interval_s: Annotated[float, Field(ge=0, le=3600)] = 30.0  # least time between fetches
+    jwks_timeout_s: Annotated[float, Field(gt=0, le=30)] = 3.0
+    jwks_max_bytes: Annotated[int, Field(gt=0, le=1 << 22)] = 256 * 1024
+    jwks_ca_file: Path | None = None
     secret_env: str | None = None
     leeway_s: Annotated[int, Field(ge=0, le=300)] = 30
     max_token_bytes: Annotated[int, Field(gt=0)] = 8192
@@ -151,8 +241,21 @@ class JwtConfig(_Strict):
             raise ValueError("do not mix HMAC and public-key algorithms (key confusion)")
         if algs & SYMMETRIC_ALGORITHMS and not self.secret_env:
             raise ValueError("HS* algorithms need secret_env")
-        if algs & ASYMMETRIC_ALGORITHMS and not self.jwks_file:
-            raise ValueError("public-key algorithms need jwks_file")
+        if algs & ASYMMETRIC_ALGORITHMS and (self.jwks_file is None) == (self.jwks_url is None):
+            raise ValueError("public-key algorithms need one of jwks_file or jwks_url")
+        if self.jwks_url is not None:
+            from urllib.parse import urlsplit
+
+            parts = urlsplit(self.jwks_url)
+            if (
+                parts.scheme not in ("https", "http")
+                or not parts.hostname
+                or parts.username
+                or parts.password
+            ):
+                raise ValueError("jwks_url must be an https:// URL without credentials")
+            if parts.scheme == "http" and not _loopback(parts.hostname):
+                raise ValueError("jwks_url must use https (plain http only on a loopback address)")
         return self
 
 
@@ -160,6 +263,8 @@ class Auth(_Strict):
     api_keys_file: Path | None = None
     jwt: JwtConfig | None = None
     groups_claim: str = "groups"
+    # mTLS: a verified client certificate's subject (RFC 4514, e.g. "CN=svc-a,O=Acme") -> identity
+    client_certificates: dict[str, Annotated[str, Field(pattern=NAME)]] = {}
 
 
 class AuditSinkKind(enum.Enum):
@@ -210,6 +315,15 @@ class Server(_Strict):
     secret_env: str = "BASTION_GATEWAY_SECRET"  # noqa: S105 - the *name* of an environment variable
     tls_cert: Path | None = None
     tls_key: Path | None = None
+    tls_client_ca: Path | None = None  # mTLS: require a client certificate issued by this CA bundle
+
+    @model_validator(mode="after")
+    def _tls(self) -> Server:
+        if (self.tls_cert is None) != (self.tls_key is None):
+            raise ValueError("tls_cert and tls_key go together")
+        if self.tls_client_ca is not None and self.tls_cert is None:
+            raise ValueError("tls_client_ca (mTLS) needs tls_cert and tls_key")
+        return self
 
     @field_validator("trusted_proxies", "allow", "deny")
     @classmethod
@@ -249,7 +363,7 @@ def _rebase(data: dict[str, Any], base: Path) -> None:
     for section, keys in (
         ("auth", ("api_keys_file",)),
         ("audit", ("path",)),
-        ("server", ("tls_cert", "tls_key")),
+        ("server", ("tls_cert", "tls_key", "tls_client_ca")),
     ):
         block = data.get(section)
         if isinstance(block, dict):
@@ -257,12 +371,20 @@ def _rebase(data: dict[str, Any], base: Path) -> None:
                 if key in block:
                     block[key] = fix(block[key])
     jwt = (data.get("auth") or {}).get("jwt") if isinstance(data.get("auth"), dict) else None
-    if isinstance(jwt, dict) and "jwks_file" in jwt:
-        jwt["jwks_file"] = fix(jwt["jwks_file"])
+    if isinstance(jwt, dict):
+        for key in ("jwks_file", "jwks_ca_file"):
+            if key in jwt:
+                jwt[key] = fix(jwt[key])
     for model in data.get("models") or []:
         if isinstance(model, dict):
             if "path" in model:
                 model["path"] = fix(model["path"])
+            upstream = model.get("upstream")
+            if isinstance(upstream, dict) and "ca_file" in upstream:
+                upstream["ca_file"] = fix(upstream["ca_file"])
+            capture = model.get("capture")
+            if isinstance(capture, dict) and "directory" in capture:
+                capture["directory"] = fix(capture["directory"])
             evidence = model.get("require_evidence")
             if isinstance(evidence, dict):
                 for key in ("bundle", "keyring"):

@@ -1,20 +1,30 @@
 """Credentials: API keys (shown once, stored as SHA-256, compared in constant time, expiring, revocable)
 and JWTs from an OIDC issuer (allowlisted algorithms only; ``exp``, ``iss``, ``aud`` and ``sub`` required).
 
+Public keys come from a JWKS file, or from a JWKS URL: fetched when first needed, kept for ``jwks_ttl_s``,
+fetched again early when a token names an unknown ``kid`` (at most once per ``jwks_refresh_interval_s``),
+with a timeout and a size bound. It fails closed: keys past their TTL that cannot be refreshed are dropped,
+and JWTs are refused until the URL answers again.
+
 API keys look like ``bst_<id>_<secret>``: the id finds the record, the secret (256 bits) is never stored.
 A fast hash is right here: the secret is random, not a password, so there is nothing to brute-force.
 """
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import hashlib
 import hmac
 import json
+import logging
+import math
 import os
 import re
 import secrets
+import ssl
 import threading
+import time
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -22,6 +32,7 @@ from typing import Any
 from bastion.errors import ConfigError, UsageError
 from bastion.gateway.config import JwtConfig
 
+log = logging.getLogger("bastion.gateway")
 KEY_RE = re.compile(r"^bst_([0-9a-f]{16})_([A-Za-z0-9_-]{43})$")
 _DUMMY = hashlib.sha256(b"bastion-dummy").hexdigest()
 
@@ -155,6 +166,9 @@ class JwtVerifier:
         self.config = config
         self.groups_claim = groups_claim
         self._keys: dict[str, Any] = {}
+        self._fetched = -math.inf  # when the keys at the URL were last fetched (monotonic)
+        self._tried = -math.inf  # when a fetch was last attempted
+        self._lock: asyncio.Lock | None = None
         self._secret: bytes | None = None
         if config.jwks_file is not None:
             try:
@@ -168,11 +182,73 @@ class JwtVerifier:
                 raise ConfigError(f"${config.secret_env} must hold an HMAC secret of at least 32 characters")
             self._secret = value.encode()
 
+    # -- JWKS URL ------------------------------------------------------------------------------------------
+    def _stale(self, token: str) -> bool:
+        """Whether the keys at the URL should be fetched before ``token`` is checked."""
+        if self.config.jwks_url is None:
+            return False
+        now = time.monotonic()
+        if now - self._tried < self.config.jwks_refresh_interval_s:
+            return False  # bounded: an unknown kid or a failing URL cannot make every request fetch
+        if now - self._fetched >= self.config.jwks_ttl_s:
+            return True
+        import jwt
+
+        try:
+            kid = str(jwt.get_unverified_header(token).get("kid") or "")
+        except jwt.PyJWTError:
+            return False
+        return kid not in self._keys
+
+    async def _fetch(self) -> None:
+        import httpx
+        import jwt
+
+        assert self.config.jwks_url is not None
+        self._tried = time.monotonic()
+        verify: ssl.SSLContext | bool = True
+        if self.config.jwks_ca_file is not None:
+            verify = ssl.create_default_context(cafile=str(self.config.jwks_ca_file))
+        limit = self.config.jwks_max_bytes
+        try:
+            async with (
+                httpx.AsyncClient(
+                    timeout=self.config.jwks_timeout_s, verify=verify, trust_env=False, follow_redirects=False
+                ) as client,
+                client.stream("GET", self.config.jwks_url, headers={"Accept": "application/json"}) as r,
+            ):
+                if r.status_code != 200:
+                    raise ValueError(f"status {r.status_code}")
+                body = b""
+                async for chunk in r.aiter_bytes():
+                    body += chunk
+                    if len(body) > limit:
+                        raise ValueError(f"larger than {limit} bytes")
+            keys = {k.key_id or "": k for k in jwt.PyJWKSet.from_json(body.decode("utf-8")).keys}
+        except (httpx.HTTPError, ValueError, jwt.PyJWTError, UnicodeDecodeError) as exc:
+            log.error("JWKS %s unusable (%s): %s", self.config.jwks_url, type(exc).__name__, exc)
+            if time.monotonic() - self._fetched >= self.config.jwks_ttl_s:
+                self._keys = {}  # fail closed: no key outlives its TTL
+            return
+        self._keys, self._fetched = keys, time.monotonic()
+
+    async def prepare(self, token: str) -> None:
+        """Fetch the keys at the JWKS URL when they are missing, expired, or lack the token's ``kid``."""
+        if not self._stale(token):
+            return
+        if self._lock is None:
+            self._lock = asyncio.Lock()
+        async with self._lock:
+            if self._stale(token):  # another request may have fetched them meanwhile
+                await self._fetch()
+
     def verify(self, token: str) -> JwtClaims | None:
         import jwt
 
         if len(token) > self.config.max_token_bytes:
             return None
+        if self.config.jwks_url is not None and time.monotonic() - self._fetched >= self.config.jwks_ttl_s:
+            return None  # keys past their TTL are not trusted
         try:
             header = jwt.get_unverified_header(token)
             alg = header.get("alg")

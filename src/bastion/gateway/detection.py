@@ -66,9 +66,14 @@ class Event:
 
 @dataclass
 class _Stream:
+    """One (caller, model) window. ``ring`` holds every row twice (slots ``k`` and ``k + window``) so that
+    ``ring[cursor : cursor + window]`` is always the whole window oldest first, as a view (no copy per query);
+    ``halves`` caches each row's half squared norm the same way."""
+
     width: int
     window: int
-    seen: np.ndarray = field(init=False)
+    ring: np.ndarray = field(init=False)
+    halves: np.ndarray = field(init=False)
     size: int = 0
     cursor: int = 0
     total: int = 0
@@ -79,40 +84,86 @@ class _Stream:
     since_check: int = 0
 
     def __post_init__(self) -> None:
-        self.seen = np.zeros((self.window, self.width))
+        self.ring = np.zeros((2 * self.window, self.width))
+        self.halves = np.zeros(2 * self.window)
         self.distances = deque(maxlen=self.window)
         self.duplicates = deque(maxlen=self.window)
         self.outliers = deque(maxlen=self.window)
 
+    def history(self) -> tuple[np.ndarray, np.ndarray]:
+        """The window's rows, oldest first, and their half squared norms (views)."""
+        if self.size < self.window:
+            return self.ring[: self.size], self.halves[: self.size]
+        end = self.cursor + self.window
+        return self.ring[self.cursor : end], self.halves[self.cursor : end]
 
-def _history(stream: _Stream) -> np.ndarray:
-    """The window's rows, oldest first."""
-    if stream.size < stream.window:
-        return stream.seen[: stream.size]
-    return np.roll(stream.seen, -stream.cursor, axis=0)
+    def push(self, z: np.ndarray, halves: np.ndarray) -> None:
+        """Keep the newest ``window`` rows: this batch's last ones go into the ring, in order."""
+        if z.shape[0] == 1:  # the common case, without fancy indexing
+            for slot in (self.cursor, self.cursor + self.window):
+                self.ring[slot] = z[0]
+                self.halves[slot] = halves[0]
+            self.cursor = (self.cursor + 1) % self.window
+            self.size = min(self.size + 1, self.window)
+            return
+        z, halves = z[-self.window :], halves[-self.window :]
+        slots = (self.cursor + np.arange(z.shape[0])) % self.window
+        self.ring[slots] = z
+        self.ring[slots + self.window] = z
+        self.halves[slots] = halves
+        self.halves[slots + self.window] = halves
+        self.cursor = int(slots[-1] + 1) % self.window
+        self.size = min(self.size + z.shape[0], self.window)
 
 
-def _nearest(history: np.ndarray, z: np.ndarray, window: int, chunk: int = 64) -> np.ndarray:
+def _nearest(
+    history: np.ndarray,
+    history_halves: np.ndarray,
+    z: np.ndarray,
+    z_halves: np.ndarray,
+    window: int,
+    chunk: int = 64,
+) -> np.ndarray:
     """For each row of ``z``, the distance to its nearest earlier query among the last ``window`` queries
     (``history``, oldest first, then the earlier rows of ``z``); ``inf`` for the very first query.
 
-    Candidates come from one matrix product (|a|² + |b|² − 2ab), the winner's distance is recomputed
-    directly so that near-duplicates are measured exactly.
+    Candidates are ranked by |b|²/2 − a·b (the squared distance |a − b|² halved, less the query's own norm,
+    which does not change the ranking): one matrix product against cached half norms. The winner's distance
+    is then recomputed directly, so near-duplicates are measured exactly.
     """
     s, n = history.shape[0], z.shape[0]
-    seq = np.concatenate([history, z]) if s else z
-    norms = np.einsum("ij,ij->i", seq, seq)
+    if n == 1 and s:  # one query against the window (all of it in reach): a matrix-vector product
+        best = int((history_halves - history @ z[0]).argmin())
+        single: np.ndarray = np.sqrt(((z - history[best]) ** 2).sum(axis=1))
+        return single
     out = np.full(n, np.inf)
-    positions = np.arange(s + n)
     for a in range(0, n, chunk):
         b = min(n, a + chunk)
         rows = z[a:b]
-        d2 = norms[s + a : s + b, None] + norms[None, :] - 2.0 * (rows @ seq.T)
-        me = (s + np.arange(a, b))[:, None]
-        d2[(positions[None, :] >= me) | (positions[None, :] < me - window)] = np.inf
-        best = d2.argmin(axis=1)
-        valid = np.isfinite(d2[np.arange(b - a), best])
-        exact = np.sqrt(((rows - seq[best]) ** 2).sum(axis=1))
+        me = np.arange(a, b)[:, None]  # each row's index in the batch
+        blocks = []
+        if s:
+            score = history_halves[None, :] - rows @ history.T
+            if s + b - 1 - window > 0:  # late rows of a big batch push the oldest history out of the window
+                score[np.arange(s)[None, :] < s + me - window] = np.inf
+            blocks.append(score)
+        if b > 1:  # earlier rows of this batch are candidates too
+            score = z_halves[None, :b] - rows @ z[:b].T
+            j = np.arange(b)[None, :]
+            score[(j >= me) | (j < me - window)] = np.inf
+            blocks.append(score)
+        if not blocks:
+            continue
+        score = blocks[0] if len(blocks) == 1 else np.concatenate(blocks, axis=1)
+        best = score.argmin(axis=1)
+        valid = np.isfinite(score[np.arange(b - a), best])
+        if s:
+            nearest = np.where(
+                (best < s)[:, None], history[np.minimum(best, s - 1)], z[np.maximum(best - s, 0)]
+            )
+        else:
+            nearest = z[best]
+        exact = np.sqrt(((rows - nearest) ** 2).sum(axis=1))
         out[a:b] = np.where(valid, exact, np.inf)
     return out
 
@@ -142,23 +193,20 @@ class ExtractionDetector:
         z = x if self.mean is None or self.std is None else (x - self.mean) / self.std
         n = int(z.shape[0])
         had = stream.size
-        distances = _nearest(_history(stream), z, stream.window)
-        outliers = np.any(np.abs(z) > 4.0, axis=1) if self.mean is not None else None
-        # the window keeps the newest ``window`` rows: write this batch's last ones into the ring, in order
-        for row in z[-stream.window :]:
-            stream.seen[stream.cursor] = row
-            stream.cursor = (stream.cursor + 1) % stream.window
-        stream.size = min(stream.size + n, stream.window)
+        halves = 0.5 * np.einsum("ij,ij->i", z, z)
+        distances = _nearest(*stream.history(), z, halves, stream.window).tolist()
+        outliers = (np.abs(z).max(axis=1) > 4.0).tolist() if self.mean is not None else None
+        stream.push(z, halves)
         # bookkeeping row by row (cheap), the statistics only at each check point, as if fed one row at a time
         events: list[Event] = []
         radius = self.config.duplicate_radius
         for i in range(n):
             if had or i:
-                d = float(distances[i])
+                d = distances[i]
                 stream.distances.append(d)
                 stream.duplicates.append(d <= radius)
             if outliers is not None:
-                stream.outliers.append(bool(outliers[i]))
+                stream.outliers.append(outliers[i])
             stream.total += 1
             stream.since_check += 1
             if stream.total >= self.config.min_queries and stream.since_check >= self.config.check_every:

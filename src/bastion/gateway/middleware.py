@@ -1,13 +1,14 @@
-"""The gateway's ASGI layers, each an ASGI app wrapping an ASGI app, outermost first:
+"""The protective steps every request takes before a route runs, in this order (``app.GatewayApp`` runs them
+as one ASGI layer: one call per request instead of a stack of wrappers):
 
-    RequestContext   request id, client IP (trusted proxies only), JSON errors, one audit record per request
-    NetworkPolicy    IP/CIDR deny and allow lists, then the pre-authentication per-IP bucket
-    Framing          raw-path checks, Content-Length + Transfer-Encoding smuggling, 411/413 from the headers,
-                     and a ``receive`` that enforces the size cap and the read deadline while the body arrives
-    Authenticate     ``Authorization: Bearer`` API key or JWT, failed-login throttling, concurrency cap
+    context          request id, client IP (trusted proxies only), the audit record's fields
+    network_policy   IP/CIDR deny and allow lists, then the pre-authentication per-IP bucket
+    framing          raw-path checks, Content-Length + Transfer-Encoding smuggling, 411/413 from the headers
+                     (``read_body`` enforces the size cap again, and the read deadline, as the body arrives)
+    authenticate     ``Authorization: Bearer`` API key or JWT, failed-login throttling
 
-Refusals are raised as ``HttpError`` and rendered by ``RequestContext`` (or by the app's handler when raised
-inside a route), so every refusal is a JSON body and an audit record.
+Refusals are raised as ``HttpError`` and rendered by the app, so every refusal is a JSON body and an audit
+record.
 """
 
 from __future__ import annotations
@@ -16,8 +17,8 @@ import asyncio
 import ipaddress
 import logging
 import re
+import secrets
 import time
-import uuid
 from collections.abc import Awaitable, Callable, MutableMapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -28,6 +29,7 @@ from bastion.gateway.limits import Charge
 from bastion.gateway.wire import error_body
 
 if TYPE_CHECKING:
+    from bastion.gateway.access import Principal
     from bastion.gateway.runtime import Gateway
 
 Scope = MutableMapping[str, Any]
@@ -35,13 +37,14 @@ Message = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 log = logging.getLogger("bastion.gateway")
 REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,128}$")
 PUBLIC_PATHS = frozenset({"/healthz", "/readyz"})
+CLIENT_SUBJECT = "bastion.client_subject"  # scope key: the verified client certificate's subject (mTLS)
 BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
-CTX = "bastion.ctx"
-PRINCIPAL = "bastion.principal"
+_CREDENTIAL_WORDS = (b"api_key", b"apikey", b"access_token", b"token=", b"key=")
 SECURITY_HEADERS = [
     (b"cache-control", b"no-store"),
     (b"x-content-type-options", b"nosniff"),
@@ -49,8 +52,12 @@ SECURITY_HEADERS = [
 ]
 
 
+Headers = dict[bytes, list[bytes]]
+
+
 @dataclass
 class RequestContext:
+    headers: Headers  # lower-case name -> every value, in order (read once; never audited)
     request_id: str
     ip: str
     method: str
@@ -67,22 +74,32 @@ class RequestContext:
     response_length: int = 0
 
 
-def _header(scope: Scope, name: bytes) -> list[bytes]:
-    return [v for k, v in scope.get("headers", []) if k.lower() == name]
+def read_headers(scope: Scope) -> Headers:
+    """Every header, by lower-case name, values in order: one pass over the request's headers."""
+    headers: Headers = {}
+    for key, value in scope["headers"]:
+        name = key.lower()
+        if name in headers:
+            headers[name].append(value)
+        else:
+            headers[name] = [value]
+    return headers
 
 
-def client_ip(scope: Scope, trusted: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]) -> str:
+def client_ip(scope: Scope, headers: Headers, trusted: tuple[Network, ...]) -> str:
     """The TCP peer, unless the peer is a trusted proxy: then the right-most untrusted X-Forwarded-For hop."""
     peer = scope.get("client")
     if not peer:
         return "0.0.0.0"  # noqa: S104 - a placeholder address for audit records, not a bind address
+    if not trusted:  # the common case: no proxy to believe, the peer is the client
+        return _canonical_ip(peer[0])
     try:
         ip = ipaddress.ip_address(peer[0])
     except ValueError:
         return "0.0.0.0"  # noqa: S104 - same
     if not any(ip in net for net in trusted):
         return str(ip)
-    hops = [h.strip() for v in _header(scope, b"x-forwarded-for") for h in v.decode("latin-1").split(",")]
+    hops = [h.strip() for v in headers.get(b"x-forwarded-for", ()) for h in v.decode("latin-1").split(",")]
     for hop in reversed(hops):
         try:
             addr = ipaddress.ip_address(hop)
@@ -93,187 +110,165 @@ def client_ip(scope: Scope, trusted: tuple[ipaddress.IPv4Network | ipaddress.IPv
     return str(ip)
 
 
-async def send_error(send: Send, ctx: RequestContext, exc: HttpError) -> None:
-    body = error_body(exc.status, exc.code, exc.message, ctx.request_id)
-    headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
-    headers += [(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in exc.headers.items()]
-    if exc.close:
-        headers.append((b"connection", b"close"))
-    ctx.reason = ctx.reason or exc.code
-    await send({"type": "http.response.start", "status": exc.status, "headers": headers})
+_CANONICAL: dict[str, str] = {}
+
+
+def _canonical_ip(text: str) -> str:
+    """``text`` as ``ipaddress`` writes it, or the placeholder; memoised (peers repeat, parsing does not)."""
+    known = _CANONICAL.get(text)
+    if known is None:
+        try:
+            known = str(ipaddress.ip_address(text))
+        except ValueError:
+            known = "0.0.0.0"  # noqa: S104 - a placeholder address for audit records, not a bind address
+        if len(_CANONICAL) >= 65_536:
+            _CANONICAL.clear()
+        _CANONICAL[text] = known
+    return known
+
+
+def context(scope: Scope, gw: Gateway) -> RequestContext:
+    headers = read_headers(scope)
+    supplied = headers.get(b"x-request-id", (b"",))[0].decode("latin-1")
+    raw_path = scope.get("raw_path") or scope["path"].encode()
+    return RequestContext(
+        headers=headers,
+        request_id=supplied if REQUEST_ID.match(supplied) else secrets.token_hex(16),
+        ip=client_ip(scope, headers, gw.trusted_proxies),
+        method=scope["method"],
+        path=raw_path.decode("latin-1")[:256],
+        protocol=f"HTTP/{scope.get('http_version', '1.1')}",
+        started=time.perf_counter(),
+        request_time=utc_now(),
+    )
+
+
+async def network_policy(ctx: RequestContext, gw: Gateway) -> None:
+    if gw.ip_blocked(ctx.ip):
+        raise HttpError(403, "ip-blocked", "requests from this address are not accepted")
+    decision = await gw.charge([Charge(f"ip:{ctx.ip}", gw.config.limits.ip, 1.0)])
+    if not decision.allowed:
+        raise HttpError(
+            429,
+            "rate-limited",
+            "too many requests from this address",
+            headers={"Retry-After": decision.retry_after_header},
+        )
+
+
+def framing(scope: Scope, ctx: RequestContext, gw: Gateway) -> None:
+    """Refuse ambiguous or oversized framing from the headers alone, before any body is read."""
+    raw = scope.get("raw_path") or b""
+    if b"%" in raw or b"\\" in raw or b"/." in raw or b"//" in raw:
+        raise HttpError(400, "bad-path", "encoded, dotted or doubled path segments are not accepted")
+    lengths = ctx.headers.get(b"content-length", [])
+    chunked = ctx.headers.get(b"transfer-encoding", [])
+    if lengths and chunked:
+        raise HttpError(400, "ambiguous-framing", "Content-Length and Transfer-Encoding together", close=True)
+    limit = gw.config.server.max_body_bytes
+    if len(lengths) > 1:
+        raise HttpError(400, "ambiguous-framing", "several Content-Length headers", close=True)
+    if lengths:
+        text = lengths[0].decode("latin-1")
+        if not text.isdigit() or len(text) > 18:
+            raise HttpError(400, "bad-content-length", "Content-Length is not a number", close=True)
+        if int(text) > limit:
+            raise HttpError(413, "body-too-large", f"body larger than {limit} bytes", close=True)
+    elif scope["method"] in BODY_METHODS and not chunked:
+        raise HttpError(411, "length-required", "Content-Length is required")
+
+
+async def read_body(receive: Receive, *, limit: int, deadline: float) -> bytes:
+    """The whole body, refused when it grows past ``limit`` (413) or is still arriving at ``deadline``
+    (the event loop's clock; 408). Both close the connection."""
+    chunks: list[bytes] = []
+    received = 0
+    try:
+        async with asyncio.timeout_at(deadline):
+            while True:
+                message = await receive()
+                if message["type"] == "http.disconnect":
+                    raise HttpError(400, "client-disconnected", "the client went away", close=True)
+                chunk = message.get("body", b"")
+                received += len(chunk)
+                if received > limit:
+                    raise HttpError(413, "body-too-large", f"body larger than {limit} bytes", close=True)
+                chunks.append(chunk)
+                if not message.get("more_body", False):
+                    return b"".join(chunks)
+    except TimeoutError:
+        raise HttpError(408, "read-timeout", "the request body arrived too slowly", close=True) from None
+
+
+async def authenticate(scope: Scope, ctx: RequestContext, gw: Gateway) -> Principal:
+    query = scope.get("query_string", b"").lower()
+    if query and any(word in query for word in _CREDENTIAL_WORDS):
+        raise HttpError(400, "credentials-in-query", "send credentials only in the Authorization header")
+    fail_key = Charge(f"authfail:{ctx.ip}", gw.config.limits.failed_auth, 1.0)
+    precheck = await gw.charge([fail_key], dry_run=True)
+    if not precheck.allowed:
+        raise HttpError(
+            429,
+            "auth-throttled",
+            "too many failed logins from this address",
+            headers={"Retry-After": precheck.retry_after_header},
+        )
+    values = ctx.headers.get(b"authorization", [])
+    token = ""
+    if len(values) == 1:
+        scheme, _, rest = values[0].decode("latin-1").partition(" ")
+        if scheme.lower() == "bearer":
+            token = rest.strip()
+    principal = await gw.authenticate(token) if token else None
+    subject = scope.get(CLIENT_SUBJECT)
+    if not token and subject is not None:  # no bearer credential: the verified client certificate speaks
+        principal = gw.authenticate_certificate(subject)
+    if principal is None:
+        await gw.charge([fail_key])
+        if not (await gw.charge([fail_key], dry_run=True)).allowed:
+            # the failure that empties the bucket is reported once; later attempts stop at the pre-check
+            gw.security_event("auth-brute-force", ctx, detail="failed-login bucket exhausted")
+        ctx.reason = "missing-credentials" if not token else "invalid-credentials"
+        raise HttpError(
+            401,
+            ctx.reason,
+            "a valid bearer credential is required",
+            headers={"WWW-Authenticate": 'Bearer realm="bastion"'},
+        )
+    ctx.caller, ctx.user = principal.caller, principal.user
+    return principal
+
+
+async def send_reply(
+    send: Send,
+    ctx: RequestContext,
+    status: int,
+    body: bytes,
+    media_type: bytes = b"application/json",
+    extra: list[tuple[bytes, bytes]] | None = None,
+) -> None:
+    headers = [
+        (b"content-type", media_type),
+        (b"content-length", str(len(body)).encode()),
+        (b"x-request-id", ctx.request_id.encode()),
+        *SECURITY_HEADERS,
+    ]
+    if extra:
+        headers += extra
+    ctx.status = status
+    ctx.response_length = len(body)
+    await send({"type": "http.response.start", "status": status, "headers": headers})
     await send({"type": "http.response.body", "body": body})
 
 
-class _GatewayMiddleware:
-    """An ASGI app wrapping an ASGI app: non-HTTP traffic passes through, HTTP goes to ``handle``."""
-
-    def __init__(self, app: ASGIApp, gateway: Gateway) -> None:
-        self.app = app
-        self.gw = gateway
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        await self.handle(scope, receive, send)
-
-    async def handle(self, scope: Scope, receive: Receive, send: Send) -> None:
-        raise NotImplementedError
-
-
-class RequestContextMiddleware(_GatewayMiddleware):
-    async def handle(self, scope: Scope, receive: Receive, send: Send) -> None:
-        supplied = b"".join(_header(scope, b"x-request-id")[:1]).decode("latin-1")
-        raw_path = scope.get("raw_path") or scope["path"].encode()
-        ctx = RequestContext(
-            request_id=supplied if REQUEST_ID.match(supplied) else uuid.uuid4().hex,
-            ip=client_ip(scope, self.gw.trusted_proxies),
-            method=scope["method"],
-            path=raw_path.decode("latin-1")[:256],
-            protocol=f"HTTP/{scope.get('http_version', '1.1')}",
-            started=time.perf_counter(),
-            request_time=utc_now(),
-        )
-        scope[CTX] = ctx
-        started = False
-
-        async def wrapped(message: Message) -> None:
-            nonlocal started
-            if message["type"] == "http.response.start":
-                started = True
-                ctx.status = message["status"]
-                headers = [(k, v) for k, v in message.get("headers", []) if k.lower() != b"server"]
-                headers += [(b"x-request-id", ctx.request_id.encode()), *SECURITY_HEADERS]
-                message = {**message, "headers": headers}
-            elif message["type"] == "http.response.body":
-                ctx.response_length += len(message.get("body", b""))
-            await send(message)
-
-        try:
-            await self.app(scope, receive, wrapped)
-        except HttpError as exc:
-            if not started:
-                await send_error(wrapped, ctx, exc)
-        except Exception as exc:  # noqa: BLE001 - the HTTP boundary: no stack trace ever reaches a client
-            log.error("internal error on %s %s: %s", ctx.method, ctx.path, type(exc).__name__)
-            ctx.reason = "internal-error"
-            if not started:
-                await send_error(wrapped, ctx, HttpError(500, "internal-error", "internal error"))
-        finally:
-            if scope["path"] not in PUBLIC_PATHS:
-                self.gw.record_access(ctx)
-
-
-class NetworkPolicyMiddleware(_GatewayMiddleware):
-    async def handle(self, scope: Scope, receive: Receive, send: Send) -> None:
-        ctx: RequestContext = scope[CTX]
-        ip = ipaddress.ip_address(ctx.ip)
-        if any(ip in net for net in self.gw.deny) or (
-            self.gw.allow and not any(ip in net for net in self.gw.allow)
-        ):
-            raise HttpError(403, "ip-blocked", "requests from this address are not accepted")
-        decision = await self.gw.charge([Charge(f"ip:{ctx.ip}", self.gw.config.limits.ip, 1.0)])
-        if not decision.allowed:
-            raise HttpError(
-                429,
-                "rate-limited",
-                "too many requests from this address",
-                headers={"Retry-After": decision.retry_after_header},
-            )
-        await self.app(scope, receive, send)
-
-
-class FramingMiddleware(_GatewayMiddleware):
-    async def handle(self, scope: Scope, receive: Receive, send: Send) -> None:
-        raw = scope.get("raw_path") or b""
-        if b"%" in raw or b"\\" in raw or b"/." in raw or b"//" in raw:
-            raise HttpError(400, "bad-path", "encoded, dotted or doubled path segments are not accepted")
-        lengths = _header(scope, b"content-length")
-        chunked = _header(scope, b"transfer-encoding")
-        if lengths and chunked:
-            raise HttpError(
-                400, "ambiguous-framing", "Content-Length and Transfer-Encoding together", close=True
-            )
-        limit = self.gw.config.server.max_body_bytes
-        if len(lengths) > 1:
-            raise HttpError(400, "ambiguous-framing", "several Content-Length headers", close=True)
-        if lengths:
-            text = lengths[0].decode("latin-1")
-            if not text.isdigit() or len(text) > 18:
-                raise HttpError(400, "bad-content-length", "Content-Length is not a number", close=True)
-            if int(text) > limit:
-                raise HttpError(413, "body-too-large", f"body larger than {limit} bytes", close=True)
-        elif scope["method"] in BODY_METHODS and not chunked:
-            raise HttpError(411, "length-required", "Content-Length is required")
-        deadline = time.monotonic() + self.gw.config.server.read_timeout_s
-        received = 0
-
-        async def guarded() -> Message:
-            nonlocal received
-            remaining = deadline - time.monotonic()
-            try:
-                async with asyncio.timeout(max(remaining, 0.001)):
-                    message = await receive()
-            except TimeoutError:
-                raise HttpError(
-                    408, "read-timeout", "the request body arrived too slowly", close=True
-                ) from None
-            if message["type"] == "http.request":
-                received += len(message.get("body", b""))
-                if received > limit:
-                    raise HttpError(413, "body-too-large", f"body larger than {limit} bytes", close=True)
-            return message
-
-        await self.app(scope, guarded, send)
-
-
-class AuthenticateMiddleware(_GatewayMiddleware):
-    async def handle(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["path"] in PUBLIC_PATHS:
-            await self.app(scope, receive, send)
-            return
-        ctx: RequestContext = scope[CTX]
-        query = scope.get("query_string", b"").lower()
-        if any(word in query for word in (b"api_key", b"apikey", b"access_token", b"token=", b"key=")):
-            raise HttpError(400, "credentials-in-query", "send credentials only in the Authorization header")
-        fail_key = Charge(f"authfail:{ctx.ip}", self.gw.config.limits.failed_auth, 1.0)
-        precheck = await self.gw.charge([fail_key], dry_run=True)
-        if not precheck.allowed:
-            raise HttpError(
-                429,
-                "auth-throttled",
-                "too many failed logins from this address",
-                headers={"Retry-After": precheck.retry_after_header},
-            )
-        values = _header(scope, b"authorization")
-        token = ""
-        if len(values) == 1:
-            scheme, _, rest = values[0].decode("latin-1").partition(" ")
-            if scheme.lower() == "bearer":
-                token = rest.strip()
-        principal = self.gw.authenticate(token) if token else None
-        if principal is None:
-            await self.gw.charge([fail_key])
-            if not (await self.gw.charge([fail_key], dry_run=True)).allowed:
-                # the failure that empties the bucket is reported once; later attempts stop at the pre-check
-                self.gw.security_event("auth-brute-force", ctx, detail="failed-login bucket exhausted")
-            ctx.reason = "missing-credentials" if not token else "invalid-credentials"
-            raise HttpError(
-                401,
-                ctx.reason,
-                "a valid bearer credential is required",
-                headers={"WWW-Authenticate": 'Bearer realm="bastion"'},
-            )
-        ctx.caller, ctx.user = principal.caller, principal.user
-        scope[PRINCIPAL] = principal
-        if not self.gw.concurrency.enter(principal.caller):
-            raise HttpError(
-                429, "too-many-concurrent", "too many requests in flight", headers={"Retry-After": "1"}
-            )
-        try:
-            await self.app(scope, receive, send)
-        finally:
-            self.gw.concurrency.leave(principal.caller)
+async def send_error(send: Send, ctx: RequestContext, exc: HttpError) -> None:
+    extra = [(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in exc.headers.items()]
+    if exc.close:
+        extra.append((b"connection", b"close"))
+    ctx.reason = ctx.reason or exc.code
+    await send_reply(
+        send, ctx, exc.status, error_body(exc.status, exc.code, exc.message, ctx.request_id), extra=extra
+    )
 
 
 def limiter_down(exc: LimiterUnavailable) -> HttpError:

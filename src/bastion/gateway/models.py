@@ -17,13 +17,17 @@ import hashlib
 import shutil
 import tempfile
 from dataclasses import dataclass
+from itertools import chain
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from bastion.gateway.config import ModelFormat, ModelSpec
 from bastion.gateway.errors import HttpError, ModelRefused
+
+if TYPE_CHECKING:
+    from bastion.gateway.upstream import UpstreamModel
 
 LINEAR_FORMAT = "bastion-linear/v1"
 _NUMBERS = frozenset({int, float})
@@ -103,8 +107,8 @@ def _plain(value: Any) -> Any:
 @dataclass
 class ServedModel:
     spec: ModelSpec
-    sha256: str
-    impl: LinearModel | SklearnModel
+    sha256: str | None  # of the checked file; None for an upstream model
+    impl: LinearModel | SklearnModel | UpstreamModel
     lo: np.ndarray
     hi: np.ndarray
 
@@ -116,7 +120,7 @@ class ServedModel:
         return {
             "name": self.spec.name,
             "versions": [self.spec.version],
-            "platform": self.spec.format.value,
+            "platform": self.spec.format.value if self.spec.format else "upstream",
             "environment": self.spec.environment,
             "sha256": self.sha256,
             "inputs": [{"name": "input-0", "datatype": "FP64", "shape": [-1, self.n_features]}],
@@ -124,29 +128,43 @@ class ServedModel:
         }
 
     def validate(self, rows: Any, max_rows: int) -> np.ndarray:
-        """Rows of finite numbers, the model's width, inside its declared ranges; else 422 (or 413)."""
+        """Rows of finite numbers, the model's width, inside its declared ranges; else 422 (or 413).
+
+        The checks run over the parsed JSON in C (``map``, ``set``) rather than a Python loop per value.
+        """
         if not isinstance(rows, list) or not rows:
             raise HttpError(422, "bad-shape", "instances must be a non-empty list of rows")
         if len(rows) > max_rows:
             raise HttpError(413, "too-many-rows", f"at most {max_rows} rows per request")
         width = self.n_features
-        for row in rows:
-            if not isinstance(row, list) or len(row) != width:
-                raise HttpError(422, "bad-shape", f"each row must be a list of {width} numbers")
-        # JSON gives exact ints and floats: one pass over the types (a bool is an int, never a number here)
-        if not {type(v) for row in rows for v in row} <= _NUMBERS and any(
-            isinstance(v, bool) or not isinstance(v, int | float) for row in rows for v in row
+        # JSON gives exact lists, ints and floats: the type sets decide at once, the exact check runs only
+        # when they do not (subclasses); a bool is an int to Python, never a number here
+        shape_error = HttpError(422, "bad-shape", f"each row must be a list of {width} numbers")
+        if set(map(type, rows)) != {list} and not all(isinstance(r, list) for r in rows):
+            raise shape_error
+        if set(map(len, rows)) != {width}:
+            raise shape_error
+        if not set(map(type, chain.from_iterable(rows))) <= _NUMBERS and any(
+            isinstance(v, bool) or not isinstance(v, int | float) for v in chain.from_iterable(rows)
         ):
             raise HttpError(422, "bad-type", "features must be numbers")
         x = np.asarray(rows, dtype=np.float64)
-        if not np.all(np.isfinite(x)):
+        if not np.isfinite(x).all():
             raise HttpError(422, "out-of-range", "features must be finite")
-        if np.any(x < self.lo) or np.any(x > self.hi):
+        if (x < self.lo).any() or (x > self.hi).any():
             raise HttpError(422, "out-of-range", "a feature is outside the model's accepted range")
         return x
 
     def predict(self, x: np.ndarray) -> Prediction:
-        return self.impl.predict(x)
+        """In-process models only; ``infer`` serves both kinds."""
+        if isinstance(self.impl, LinearModel | SklearnModel):
+            return self.impl.predict(x)
+        raise TypeError("an upstream model is asked with infer()")
+
+    async def infer(self, x: np.ndarray, request_id: str) -> Prediction:
+        if isinstance(self.impl, LinearModel | SklearnModel):
+            return self.impl.predict(x)
+        return await self.impl.predict(x, request_id)
 
 
 def _bounds(value: tuple[float, ...] | float, width: int, name: str) -> np.ndarray:
@@ -155,6 +173,13 @@ def _bounds(value: tuple[float, ...] | float, width: int, name: str) -> np.ndarr
             raise ModelRefused(f"{name} has {len(value)} values but the model takes {width} features")
         return np.asarray(value, dtype=np.float64)
     return np.full(width, float(value))
+
+
+def _check_names(spec: ModelSpec, width: int) -> None:
+    if spec.feature_names is not None and len(spec.feature_names) != width:
+        raise ModelRefused(
+            f"model {spec.name!r}: feature_names has {len(spec.feature_names)} names for {width} features"
+        )
 
 
 def _copy_hashing(source: Path, dest: Path) -> str:
@@ -210,6 +235,16 @@ def load_model(spec: ModelSpec) -> ServedModel:
     import bastion
     from bastion.core import Verdict
 
+    if spec.upstream is not None:  # nothing is loaded: the upstream server holds the model
+        from bastion.gateway.upstream import UpstreamModel
+
+        upstream = UpstreamModel(spec)
+        _check_names(spec, upstream.n_features)
+        lo = _bounds(spec.feature_min, upstream.n_features, "feature_min")
+        return ServedModel(
+            spec, None, upstream, lo, _bounds(spec.feature_max, upstream.n_features, "feature_max")
+        )
+    assert spec.path is not None and spec.format is not None  # the config requires both without upstream
     if not spec.path.is_file():
         raise ModelRefused(f"model {spec.name!r}: {spec.path} is not a file")
     workdir = Path(tempfile.mkdtemp(prefix="bastion-model-"))
@@ -246,6 +281,7 @@ def load_model(spec: ModelSpec) -> ServedModel:
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
     width = impl.n_features
+    _check_names(spec, width)
     return ServedModel(
         spec,
         sha256,

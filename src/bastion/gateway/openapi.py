@@ -21,7 +21,9 @@ ERRORS: dict[int, str] = {
     415: "Not application/json",
     422: "Wrong shape, type or range",
     429: "Rate limit, daily quota, concurrency cap or failed-login throttle (see Retry-After)",
+    502: "The upstream model server failed or answered badly (proxied models)",
     503: "Model refused at load, or the limits store is unreachable",
+    504: "The upstream model server did not answer in time (proxied models)",
 }
 
 
@@ -41,7 +43,7 @@ def _responses(ok: dict[str, Any], *codes: int) -> dict[str, Any]:
 
 
 _AUTH = (400, 401, 403, 429)
-_BODY = (*_AUTH, 404, 408, 411, 413, 415, 422, 503)
+_BODY = (*_AUTH, 404, 408, 411, 413, 415, 422, 502, 503, 504)
 
 _SCHEMAS: dict[str, Any] = {
     "Error": {

@@ -12,7 +12,7 @@ import os
 import secrets
 import time
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -25,6 +25,9 @@ from bastion.gateway.errors import LimiterUnavailable, ModelRefused
 from bastion.gateway.limits import Charge, ConcurrencyGate, Decision, Limiter, Quota, make_limiter
 from bastion.gateway.middleware import RequestContext, limiter_down
 from bastion.gateway.models import ServedModel, load_model
+
+if TYPE_CHECKING:
+    from bastion.gateway.capture import CaptureWriter
 
 log = logging.getLogger("bastion.gateway")
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
@@ -47,8 +50,13 @@ def open_audit(config: Audit) -> AuditSink:
 
 
 class Gateway:
+    ANONYMOUS = Principal("-", "-", "none", "", ())  # the caller of the public paths: grants nothing
+
     def __init__(self, config: GatewayConfig, *, limiter: Limiter | None = None) -> None:
         self.config = config
+        self.specs = {spec.name: spec for spec in config.models}
+        self._grants: dict[tuple[str, str], tuple[Grant, ...]] = {}
+        self._ip_verdicts: dict[str, bool] = {}
         server = config.server
         self.trusted_proxies: tuple[Network, ...] = tuple(
             ipaddress.ip_network(c, strict=False) for c in server.trusted_proxies
@@ -69,6 +77,7 @@ class Gateway:
         self.refused: dict[str, str] = {}
         self.detectors: dict[str, ExtractionDetector] = {}
         self.counters: dict[str, int] = {}
+        self.captures: dict[str, CaptureWriter] = {}
         for spec in config.models:
             try:
                 model = load_model(spec)
@@ -87,6 +96,11 @@ class Gateway:
                 )
                 continue
             self.models[spec.name] = model
+            if spec.capture is not None:
+                from bastion.gateway.capture import CaptureWriter, feature_names
+
+                names = feature_names(spec.feature_names, model.n_features)
+                self.captures[spec.name] = CaptureWriter(spec.capture, spec.name, spec.version, names)
             det = spec.detection
             mean = np.asarray(det.mean) if det.mean else None
             std = np.asarray(det.std) if det.std else None
@@ -98,28 +112,62 @@ class Gateway:
                     "model": spec.name,
                     "modelVersion": spec.version,
                     "sha256": model.sha256,
+                    **({"upstream": spec.upstream.url} if spec.upstream else {}),
                     "requestTime": utc_now(),
                 }
             )
 
+    # -- network ------------------------------------------------------------------------------------------
+    def ip_blocked(self, ip: str) -> bool:
+        """Deny list, then allow list (empty: everyone). Memoised per address: the lists never change."""
+        verdict = self._ip_verdicts.get(ip)
+        if verdict is None:
+            address = ipaddress.ip_address(ip)
+            verdict = any(address in net for net in self.deny) or bool(
+                self.allow and not any(address in net for net in self.allow)
+            )
+            if len(self._ip_verdicts) >= 65_536:
+                self._ip_verdicts.clear()
+            self._ip_verdicts[ip] = verdict
+        return verdict
+
     # -- identities ---------------------------------------------------------------------------------------
-    def authenticate(self, token: str) -> Principal | None:
+    def grants(self, kind: str, name: str) -> tuple[Grant, ...]:
+        """The bindings of identity or group ``name`` (``kind``: "identity" or "group"), built once."""
+        key = (kind, name)
+        found = self._grants.get(key)
+        if found is None:
+            subjects = self.config.identities if kind == "identity" else self.config.groups
+            found = _grants(subjects.get(name))
+            if name in subjects:  # only configured names are kept: the cache cannot grow without bound
+                self._grants[key] = found
+        return found
+
+    def authenticate_certificate(self, subject: str) -> Principal | None:
+        """The identity ``auth.client_certificates`` maps a verified client certificate's subject to."""
+        identity = self.config.auth.client_certificates.get(subject)
+        if identity is None:
+            return None
+        return Principal(identity, identity, "mtls", subject[:128], self.grants("identity", identity))
+
+    async def authenticate(self, token: str) -> Principal | None:
         if looks_like_jwt(token):
             if self.jwt is None:
                 return None
+            await self.jwt.prepare(token)  # a JWKS URL is fetched here, never on the event loop's thread
             claims = self.jwt.verify(token)
             if claims is None:
                 return None
-            grants = _grants(self.config.identities.get(claims.subject))
+            grants = self.grants("identity", claims.subject)
             for group in claims.groups:
-                grants += _grants(self.config.groups.get(group))
+                grants += self.grants("group", group)
             return Principal(claims.subject, claims.subject, "jwt", claims.key_id, grants)
         if self.keys is None:
             return None
         record = self.keys.authenticate(token)
         if record is None:
             return None
-        grants = _grants(self.config.identities.get(record.identity))
+        grants = self.grants("identity", record.identity)
         return Principal(record.identity, record.identity, "api-key", record.id, grants)
 
     # -- limits --------------------------------------------------------------------------------------------
@@ -189,5 +237,12 @@ class Gateway:
         self.counters[label] = self.counters.get(label, 0) + 1
 
     async def close(self) -> None:
+        from bastion.gateway.upstream import UpstreamModel
+
+        for model in self.models.values():
+            if isinstance(model.impl, UpstreamModel):
+                await model.impl.close()
+        for writer in self.captures.values():
+            writer.close()  # graceful shutdown writes the buffered captured rows
         await self.limiter.close()
         self.audit.close()

@@ -1,10 +1,14 @@
 """Serving the gateway with uvicorn: loopback by default, TLS 1.2+ when a certificate is configured, a
-deadline on request headers, access logging left to the audit trail, no ``Server`` banner.
+deadline on request headers, access logging left to the audit trail, no ``Server`` banner, no
+``X-Forwarded-For`` rewriting by uvicorn (``server.trusted_proxies`` decides that), no WebSocket upgrades.
 
 Plain uvicorn keeps a connection whose client sends its headers slowly open indefinitely (its keep-alive
 timer only runs between requests). ``GuardedH11Protocol`` arms a deadline whenever the server waits for a
 request's headers and closes the connection when they are not complete in time. Slow *bodies* are handled by
-the read deadline in ``FramingMiddleware``.
+the read deadline in ``middleware.read_body``.
+
+uvicorn writes a response's status line and headers, then its body, as two socket sends; the protocol holds
+the head back until the body's first bytes (or a close) so that a response leaves in one send.
 """
 
 from __future__ import annotations
@@ -21,6 +25,49 @@ import h11
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
 from bastion.gateway.config import GatewayConfig
+from bastion.gateway.middleware import CLIENT_SUBJECT
+
+
+class _HeadHoldingTransport:
+    """Delegates to the real transport, except that a response head (a status line of 200 or more) is held
+    until the next write or close and then sent together with it: one send per response instead of two.
+    Informational responses (``100 Continue``) go out at once: the client is waiting for them."""
+
+    def __init__(self, transport: asyncio.Transport) -> None:
+        self._transport = transport
+        self._head = b""
+
+    def write(self, data: bytes | bytearray | memoryview) -> None:
+        chunk = bytes(data)
+        if not self._head and chunk.startswith(b"HTTP/1.") and chunk[9:10] not in (b"1", b""):
+            self._head = chunk
+            return
+        chunk, self._head = self._head + chunk, b""
+        if chunk:
+            self._transport.write(chunk)
+
+    def flush(self) -> None:
+        if self._head:
+            head, self._head = self._head, b""
+            self._transport.write(head)
+
+    def close(self) -> None:
+        self.flush()
+        self._transport.close()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._transport, name)
+
+
+def _peer_subject(transport: asyncio.Transport) -> str | None:
+    """The RFC 4514 subject of the client certificate the TLS handshake verified, if any."""
+    ssl_object = transport.get_extra_info("ssl_object")
+    der = ssl_object.getpeercert(binary_form=True) if ssl_object is not None else None
+    if not der:
+        return None
+    from cryptography import x509
+
+    return x509.load_der_x509_certificate(der).subject.rfc4514_string()
 
 
 class GuardedH11Protocol(H11Protocol):
@@ -28,8 +75,19 @@ class GuardedH11Protocol(H11Protocol):
     _header_timer: asyncio.TimerHandle | None = None
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
-        super().connection_made(transport)
+        subject = _peer_subject(transport)
+        if subject is not None:  # mTLS: every request on this connection carries the verified subject
+            self.app = _with_subject(self.app, subject)
+        super().connection_made(transport)  # flow control and addresses keep the real transport
+        # uvicorn types its transport attribute as asyncio.Transport; the holder delegates everything to one
+        self.transport = _HeadHoldingTransport(transport)  # type: ignore[assignment]
         self._arm()
+
+    def on_response_complete(self) -> None:
+        holder = self.transport
+        if isinstance(holder, _HeadHoldingTransport):
+            holder.flush()  # never leave a head behind (a response always writes its body, but be sure)
+        super().on_response_complete()
 
     def _arm(self) -> None:
         if self._header_timer is None:
@@ -57,6 +115,14 @@ class GuardedH11Protocol(H11Protocol):
         super().connection_lost(exc)
 
 
+def _with_subject(app: Any, subject: str) -> Any:
+    async def with_subject(scope: Any, receive: Any, send: Any) -> None:
+        scope[CLIENT_SUBJECT] = subject
+        await app(scope, receive, send)
+
+    return with_subject
+
+
 def uvicorn_config(app: Any, config: GatewayConfig, *, port: int | None = None) -> Any:
     import uvicorn
 
@@ -67,6 +133,8 @@ def uvicorn_config(app: Any, config: GatewayConfig, *, port: int | None = None) 
     options: dict[str, Any] = {}
     if server.tls_cert is not None:
         options = {"ssl_certfile": str(server.tls_cert), "ssl_keyfile": str(server.tls_key)}
+        if server.tls_client_ca is not None:  # mTLS: the handshake fails without a certificate from this CA
+            options |= {"ssl_ca_certs": str(server.tls_client_ca), "ssl_cert_reqs": ssl.CERT_REQUIRED}
     uv = uvicorn.Config(
         app,
         host=server.host,
@@ -74,6 +142,8 @@ def uvicorn_config(app: Any, config: GatewayConfig, *, port: int | None = None) 
         http=protocol,
         lifespan="on",
         server_header=False,
+        proxy_headers=False,  # the gateway decides who may set X-Forwarded-For (server.trusted_proxies)
+        ws="none",
         access_log=False,
         log_level="warning",
         timeout_keep_alive=5,
@@ -116,7 +186,7 @@ def serve_in_thread(app: Any, config: GatewayConfig) -> Iterator[str]:
         time.sleep(0.01)
     port = server.servers[0].sockets[0].getsockname()[1]
     try:
-        yield f"http://127.0.0.1:{port}"
+        yield f"{'https' if config.server.tls_cert else 'http'}://127.0.0.1:{port}"
     finally:
         server.should_exit = True
         thread.join(timeout=15)

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import json
 import math
+import re
+from itertools import accumulate
 from typing import Any
 
 from bastion.gateway.errors import HttpError
@@ -43,26 +45,30 @@ def _bounded_int(text: str) -> int:
     return int(text)
 
 
-def _depth(text: str) -> int:
-    """Maximum bracket nesting, ignoring brackets inside strings (cheap, linear, before parsing)."""
-    depth = deepest = 0
-    in_string = escaped = False
-    for ch in text:
-        if in_string:
-            if escaped:
-                escaped = False
-            elif ch == "\\":
-                escaped = True
-            elif ch == '"':
-                in_string = False
-        elif ch == '"':
-            in_string = True
-        elif ch in "[{":
-            depth += 1
-            deepest = max(deepest, depth)
-        elif ch in "]}":
-            depth -= 1
-    return deepest
+_STRING = re.compile(r'"[^"\\]*(?:\\.[^"\\]*)*"?', re.DOTALL)  # an unterminated one runs to the end
+_NOT_BRACKET = re.compile(r"[^\[\]{}]+")
+_STEP = {"[": 1, "{": 1, "]": -1, "}": -1}
+# Only a run of digits longer than MAX_INT_DIGITS or an exponent of three digits can overflow a float or
+# break the integer bound: a body with neither is parsed without per-number hooks, by the C parser alone.
+_RISKY_NUMBER = re.compile(rf"[0-9]{{{MAX_INT_DIGITS + 1},}}|[eE][-+]?0*[1-9][0-9]{{2,}}")
+
+
+def _too_deep(text: str) -> bool:
+    """Bracket nesting deeper than ``MAX_DEPTH``, brackets inside strings ignored (linear, before parsing)."""
+    if text.count("[") + text.count("{") <= MAX_DEPTH:
+        return False
+    brackets = _NOT_BRACKET.sub("", _STRING.sub("", text))
+    return bool(brackets) and max(accumulate(map(_STEP.__getitem__, brackets))) > MAX_DEPTH
+
+
+# Built once: ``json.loads`` with hooks would build (and compile) a new decoder for every request.
+_PLAIN = json.JSONDecoder(object_pairs_hook=_no_duplicates, parse_constant=_no_constant)
+_HOOKED = json.JSONDecoder(
+    object_pairs_hook=_no_duplicates,
+    parse_constant=_no_constant,
+    parse_float=_finite_float,
+    parse_int=_bounded_int,
+)
 
 
 def loads_strict(body: bytes) -> Any:
@@ -71,24 +77,21 @@ def loads_strict(body: bytes) -> Any:
         text = body.decode("utf-8")
     except UnicodeDecodeError:
         raise HttpError(400, "malformed-json", "body is not UTF-8") from None
-    if _depth(text) > MAX_DEPTH:
+    if _too_deep(text):
         raise HttpError(400, "malformed-json", f"JSON nested deeper than {MAX_DEPTH}")
     try:
-        return json.loads(
-            text,
-            object_pairs_hook=_no_duplicates,
-            parse_constant=_no_constant,
-            parse_float=_finite_float,
-            parse_int=_bounded_int,
-        )
+        return (_PLAIN if _RISKY_NUMBER.search(text) is None else _HOOKED).decode(text)
     except json.JSONDecodeError as exc:
         raise HttpError(
             400, "malformed-json", f"malformed JSON at line {exc.lineno} column {exc.colno}"
         ) from None
 
 
+_ENCODER = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+
+
 def dumps(payload: Any) -> bytes:
-    return json.dumps(payload, separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode("utf-8")
+    return _ENCODER.encode(payload).encode("utf-8")
 
 
 def error_body(status: int, code: str, message: str, request_id: str) -> bytes:
