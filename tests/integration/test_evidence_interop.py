@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 from pathlib import Path
 
 import pytest
@@ -16,8 +17,20 @@ from tests.unit.evidence_helpers import make_key, make_model, sign
 model_signing = pytest.importorskip("model_signing")
 
 
+_HAS_BLAKE3 = importlib.util.find_spec("blake3") is not None
+
+
 @pytest.mark.parametrize(
-    "spec", [HashSpec(), HashSpec(Method.SHARDS, shard_size=4096)], ids=["files", "shards"]
+    "spec",
+    [
+        HashSpec(),
+        HashSpec(Method.SHARDS, shard_size=4096),
+        pytest.param(
+            HashSpec(algorithm="blake3"),
+            marks=pytest.mark.skipif(not _HAS_BLAKE3, reason="the blake3 extra is not installed"),
+        ),
+    ],
+    ids=["files", "shards", "files-blake3"],
 )
 def test_model_signing_verifies_bastion_bundles(tmp_path: Path, spec: HashSpec) -> None:
     ring = Keyring(tmp_path / "home")

@@ -50,6 +50,14 @@ def hash_options(func: F) -> F:
 )
 @click.option("--shard-size", type=click.IntRange(1 << 20), default=256 << 20, show_default=True)
 @click.option(
+    "--hash",
+    "algorithm",
+    type=click.Choice(["sha256", "blake3"]),
+    default="sha256",
+    show_default=True,
+    help="File digest; blake3 (files serialization only) needs the 'blake3' extra.",
+)
+@click.option(
     "--cache/--no-cache", default=False, help="Reuse digests of unchanged files (BASTION_HOME/cache)."
 )
 @click.option("--store/--no-store", default=True, show_default=True, help="Record it in the evidence store.")
@@ -61,6 +69,7 @@ def attest(
     predicates: tuple[str, ...],
     serialization: str,
     shard_size: int,
+    algorithm: str,
     cache: bool,
     store: bool,
     include: tuple[str, ...],
@@ -74,6 +83,7 @@ def attest(
     of an in-toto Statement v1. Identical inputs give byte-identical bundles.
     """
     from bastion.cli.keys import get_passphrase
+    from bastion.errors import UsageError
     from bastion.evidence.attest import HashOptions, PredicateKind, ignoring
     from bastion.evidence.attest import attest as make
     from bastion.evidence.hashing import GIT_PATHS, HashSpec, Method, Selection
@@ -82,7 +92,10 @@ def attest(
     from bastion.evidence.targets import parse_target
 
     parsed = parse_target(target)
-    spec = HashSpec(Method(serialization), "sha256", shard_size)
+    try:
+        spec = HashSpec(Method(serialization), algorithm, shard_size)
+    except ValueError:
+        raise UsageError("--hash blake3 works with --serialization files only") from None
     options = HashOptions(
         spec=spec,
         selection=Selection(tuple(include), tuple(exclude), GIT_PATHS),

@@ -1,4 +1,4 @@
-"""``bastion keys``: generate, list, show, export, import, rotate and disable signing keys."""
+"""``bastion keys``: generate, list, show, export, import, rotate, disable keys; sign the trust file."""
 
 from __future__ import annotations
 
@@ -6,8 +6,12 @@ import json
 import os
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
+
+if TYPE_CHECKING:
+    from bastion.evidence.keys import Keyring
 
 PASSPHRASE_ENV = "BASTION_KEY_PASSPHRASE"  # noqa: S105 - the name of a variable, not a secret
 
@@ -49,14 +53,16 @@ def keys() -> None:
     "--scope",
     "scopes",
     multiple=True,
-    help="Target kinds it may sign: dir, file, env, git, image (default *).",
+    help="Target kinds it may sign: dir, file, env, git, image, or trust (only the trust file); default *.",
 )
 def generate(name: str, algorithm: str, expires_in: int | None, scopes: tuple[str, ...]) -> None:
     """Generate a key pair; the private key is sealed with a passphrase and trusted for verification."""
     from bastion.evidence.keys import KeyAlgorithm, Keyring
 
+    ring = Keyring()
+    signed = _signed(ring)
     passphrase = get_passphrase(f"new key {name!r}", confirm=True)
-    info = Keyring().generate(
+    info = ring.generate(
         name,
         passphrase,
         algorithm=KeyAlgorithm(algorithm),
@@ -64,6 +70,7 @@ def generate(name: str, algorithm: str, expires_in: int | None, scopes: tuple[st
         scopes=scopes or ("*",),
     )
     click.echo(f"generated {info.algorithm.value} key {info.name!r} id {info.key_id}")
+    _resign_hint(signed)
 
 
 @keys.command(name="list")
@@ -120,8 +127,11 @@ def import_public(name: str, pem_file: Path, scopes: tuple[str, ...], expires: s
     """Trust someone else's public key (P-256 or Ed25519 PEM)."""
     from bastion.evidence.keys import Keyring
 
-    info = Keyring().import_public(name, pem_file.read_bytes(), scopes=scopes or ("*",), expires=expires)
+    ring = Keyring()
+    signed = _signed(ring)
+    info = ring.import_public(name, pem_file.read_bytes(), scopes=scopes or ("*",), expires=expires)
     click.echo(f"trusting {info.algorithm.value} key {info.name!r} id {info.key_id}")
+    _resign_hint(signed)
 
 
 @keys.command()
@@ -131,9 +141,12 @@ def rotate(name: str, expires_in: int | None) -> None:
     """Replace NAME's active key with a new one; the old one is retired (still verifies, never signs)."""
     from bastion.evidence.keys import Keyring
 
+    ring = Keyring()
+    signed = _signed(ring)
     passphrase = get_passphrase(f"the new version of {name!r}", confirm=True)
-    old, new = Keyring().rotate(name, passphrase, expires_in_days=expires_in)
+    old, new = ring.rotate(name, passphrase, expires_in_days=expires_in)
     click.echo(f"retired {old.short_id}; {name!r} is now {new.key_id}")
+    _resign_hint(signed)
 
 
 @keys.command()
@@ -142,5 +155,83 @@ def disable(name: str) -> None:
     """Disable a key (e.g. compromised): nothing it signed verifies any more."""
     from bastion.evidence.keys import Keyring, KeyStatus
 
-    info = Keyring().set_status(name, KeyStatus.DISABLED)
+    ring = Keyring()
+    signed = _signed(ring)
+    info = ring.set_status(name, KeyStatus.DISABLED)
     click.echo(f"disabled {info.name!r} ({info.key_id})")
+    _resign_hint(signed)
+
+
+def _signed(ring: Keyring) -> bool:
+    """Whether the trust file is signed now (raises, as every read does, if that signature is bad)."""
+    return ring.trust_signature() is not None
+
+
+def _resign_hint(was_signed: bool) -> None:
+    if was_signed:
+        click.echo(
+            "note: the trust file changed, so its signature was dropped; sign it again with "
+            "`bastion keys trust sign --key ROOT`",
+            err=True,
+        )
+
+
+_TRUST_ROOT_OPTION = click.option(
+    "--trust-root",
+    "trust_root",
+    metavar="KEY_ID",
+    help="Key id of the root that must have signed the trust file (default: $BASTION_TRUST_ROOT).",
+)
+
+
+@keys.group()
+def trust() -> None:
+    """Sign the trust file with a root key, and check its signature.
+
+    Pin the root with BASTION_TRUST_ROOT=KEY_ID (or --trust-root): every command then refuses a
+    trust file that the root did not sign. Generate a root with `keys generate --scope trust`.
+    """
+
+
+@trust.command(name="sign")
+@click.option("--key", "-k", "key", required=True, help="The root key: NAME, file:PEM or env:VAR.")
+@_TRUST_ROOT_OPTION
+def trust_sign(key: str, trust_root: str | None) -> None:
+    """Sign the trust file as it is now (after checking every entry)."""
+    from bastion.evidence.keys import Keyring
+    from bastion.evidence.signers import signer_from_uri
+
+    ring = Keyring(trust_root=trust_root)
+    # the root's own entry is read from the very file being (re-)signed: its signature is not checked
+    # here; sign_trust checks that the key is the pinned root
+    unchecked = Keyring(ring.root, trust_root="", check_signature=False)
+    signer = signer_from_uri(key, get_passphrase, keyring=unchecked)
+    signature = ring.sign_trust(signer)
+    click.echo(f"signed {ring.trust_path} with root {signature.root_key_id}")
+    if not signature.pinned:
+        click.echo(
+            f"note: pin this root so that an unsigned trust file is refused: "
+            f"export BASTION_TRUST_ROOT={signature.root_key_id}",
+            err=True,
+        )
+
+
+@trust.command(name="status")
+@_TRUST_ROOT_OPTION
+def trust_status(trust_root: str | None) -> None:
+    """Say who signed the trust file, and whether that root is pinned. Exit 2 if it does not verify."""
+    from bastion.evidence.keys import Keyring
+
+    ring = Keyring(trust_root=trust_root)
+    signature = ring.trust_signature()
+    if not ring.trust_path.exists():
+        click.echo(f"{ring.trust_path}: no trust file yet (no key is trusted)")
+    elif signature is None:
+        click.echo(f"{ring.trust_path}: not signed (no trust root is pinned, so it is accepted)")
+    elif signature.pinned:
+        click.echo(f"{ring.trust_path}: signed by the pinned root {signature.root_key_id}")
+    else:
+        click.echo(
+            f"{ring.trust_path}: signed by {signature.root_key_id}, which is not pinned "
+            "(set BASTION_TRUST_ROOT to require it)"
+        )

@@ -7,6 +7,7 @@ is the policy verdict's (see ``bastion.cli.policy_verify``).
 from __future__ import annotations
 
 import json
+import os
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -48,6 +49,12 @@ if TYPE_CHECKING:
     help="Environment the policy is evaluated for.",
 )
 @click.option("--sign-verdict", "sign_verdict", help="Sign the verdict with this key and store it.")
+@click.option(
+    "--trust-root",
+    "trust_root",
+    metavar="KEY_ID",
+    help="Refuse a trust file not signed by this root key (default: $BASTION_TRUST_ROOT).",
+)
 @hash_options
 def verify(
     target: str,
@@ -57,6 +64,7 @@ def verify(
     policy: Path | None,
     env: str,
     sign_verdict: str | None,
+    trust_root: str | None,
     include: tuple[str, ...],
     exclude: tuple[str, ...],
     allow_symlinks_outside: bool,
@@ -70,11 +78,17 @@ def verify(
     from bastion.errors import UsageError
     from bastion.evidence.attest import HashOptions
     from bastion.evidence.bundle import read_bundles
+    from bastion.evidence.keys import Keyring
     from bastion.evidence.targets import parse_target
+    from bastion.evidence.trustsig import TRUST_ROOT_ENV
     from bastion.evidence.verify import verify as check
 
     if include or exclude:
         click.echo("note: --include/--exclude are taken from the signed manifest when verifying", err=True)
+    if trust_root is not None:  # process-wide, so the --policy path and verdict signing honour it too
+        os.environ[TRUST_ROOT_ENV] = trust_root
+    ring = Keyring(trust_root=trust_root)
+    ring.entries()  # refuse a trust file that is not signed as required before any work is done
     parsed = parse_target(target)
     options = HashOptions(workers=workers, allow_outside_symlinks=allow_symlinks_outside)
     if bundle is not None:
@@ -88,7 +102,7 @@ def verify(
         exit_with(decide_and_report(parsed, bundles, source, options, policy, env, fmt, sign_verdict))
     if fmt == "sarif" or sign_verdict:
         raise UsageError("--format sarif and --sign-verdict need --policy")
-    result = check(parsed, bundles, options=options, expected_signer=expected)
+    result = check(parsed, bundles, ring, options=options, expected_signer=expected)
     if fmt == "json":
         payload = {
             "target": result.target,

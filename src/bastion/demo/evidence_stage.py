@@ -29,7 +29,7 @@ def run_evidence_stage(console: Console, workdir: pathlib.Path, model_dir: pathl
 
     home = workdir / "bastion-home"
     passphrase = os.environ.get(DEMO_PASSPHRASE_ENV) or secrets.token_urlsafe(24)
-    ring = Keyring(home)
+    ring = Keyring(home, trust_root="")  # the demo's own throwaway trust file: a user's pin is not for it
     model = workdir / "signed-model"
     if model.exists():
         shutil.rmtree(model)

@@ -47,6 +47,7 @@ class HashOptions:
     workers: int | None = None
     cache_path: Path | None = None
     allow_outside_symlinks: bool = False
+    use_mmap: bool = True  # False: read through a buffer (see ``hashing``: SIGBUS on truncation)
 
 
 @dataclass(frozen=True)
@@ -69,7 +70,9 @@ def compute_manifest(target: Target, options: HashOptions) -> ModelManifest:
     entries = walk(target.path, selection, allow_outside_symlinks=options.allow_outside_symlinks)
     cache = DigestCache(options.cache_path) if options.cache_path else None
     try:
-        resources = hash_entries(entries, options.spec, workers=options.workers, cache=cache)
+        resources = hash_entries(
+            entries, options.spec, workers=options.workers, cache=cache, use_mmap=options.use_mmap
+        )
     finally:
         if cache:
             cache.close()

@@ -24,7 +24,7 @@ from bastion import __version__
 from bastion.core import Digest, Subject
 from bastion.errors import UsageError
 from bastion.evidence.canonical import canonical_json
-from bastion.evidence.errors import TargetError
+from bastion.evidence.envfiles import read_dist_file, site_packages, startup_files
 from bastion.evidence.hashing import HashSpec, Method, Selection, hash_entries, root_digest, walk
 from bastion.evidence.manifest import ModelManifest, build_manifest
 from bastion.evidence.targets import Target, TargetKind
@@ -213,16 +213,9 @@ def _front_matter(text: str) -> dict[str, str | list[str]]:
 # --- Python environments -------------------------------------------------------------------------
 
 
-def _site_packages(prefix: Path) -> list[Path]:
-    found = sorted(prefix.glob("lib/python3*/site-packages")) + sorted(prefix.glob("Lib/site-packages"))
-    if not found:
-        raise TargetError(f"{prefix} does not look like a Python environment (no lib/python3*/site-packages)")
-    return found
-
-
 def environment_bom(prefix: Path) -> tuple[dict[str, Any], Subject]:
     components: dict[str, dict[str, Any]] = {}
-    for site in _site_packages(prefix):
+    for site in site_packages(prefix):
         for info in sorted(site.glob("*.dist-info")):
             component = _distribution(info)
             if component is not None:
@@ -238,15 +231,43 @@ def environment_bom(prefix: Path) -> tuple[dict[str, Any], Subject]:
         "bom-ref": "environment",
         "name": name,
         "hashes": [{"alg": "SHA-256", "content": digest}],
+        "properties": startup_properties(startup_files(prefix)),
     }
     return cyclonedx_document(subject, env, ordered), subject
 
 
+STARTUP_COUNT = "bastion:unowned-startup-files"
+STARTUP_FILE = "bastion:unowned-startup-file"
+
+
+def startup_properties(files: dict[str, str]) -> list[dict[str, str]]:
+    """The ``.pth`` and ``*customize.py`` files no RECORD owns, as signed properties (count first)."""
+    return [{"name": STARTUP_COUNT, "value": str(len(files))}] + [
+        {"name": STARTUP_FILE, "value": f"{path} sha256:{digest}"} for path, digest in sorted(files.items())
+    ]
+
+
+def signed_startup_files(document: Any) -> dict[str, str] | None:
+    """The startup files a signed environment BOM recorded; None when it predates recording them."""
+    try:
+        properties = document["metadata"]["component"].get("properties", [])
+    except (KeyError, TypeError, AttributeError):
+        return None
+    if not any(isinstance(p, dict) and p.get("name") == STARTUP_COUNT for p in properties):
+        return None
+    files: dict[str, str] = {}
+    for p in properties:
+        if isinstance(p, dict) and p.get("name") == STARTUP_FILE and isinstance(p.get("value"), str):
+            path, _, digest = p["value"].rpartition(" sha256:")
+            files[path] = digest
+    return files
+
+
 def _distribution(info: Path) -> dict[str, Any] | None:
-    metadata = _read_small(info / "METADATA")
+    metadata = read_dist_file(info / "METADATA")
     if metadata is None:
         return None
-    return distribution_component(metadata, _read_small(info / "RECORD"))
+    return distribution_component(metadata, read_dist_file(info / "RECORD"))
 
 
 def distribution_component(metadata: bytes, record: bytes | None) -> dict[str, Any] | None:

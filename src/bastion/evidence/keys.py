@@ -2,7 +2,8 @@
 
 Layout under ``BASTION_HOME`` (default ``~/.bastion``)::
 
-    trust.json            every known public key: name, id, algorithm, status, expiry, scopes
+    trust.json            every known public key: name, id, algorithm, status, expiry, scopes;
+                          optionally signed by a pinned root key (see ``bastion.evidence.trustsig``)
     keys/<key-id>.key     our own private keys, sealed: scrypt + AES-256-GCM bound to the key id, mode 0600
 
 A key id is the SHA-256 of the key's SubjectPublicKeyInfo PEM, hex: the same value OpenSSF
@@ -31,6 +32,9 @@ if TYPE_CHECKING:
     from cryptography.hazmat.primitives.asymmetric.ec import EllipticCurvePrivateKey, EllipticCurvePublicKey
     from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
+    from bastion.evidence.signers import Signer
+    from bastion.evidence.trustsig import TrustSignature
+
     PrivateKey = EllipticCurvePrivateKey | Ed25519PrivateKey
     PublicKey = EllipticCurvePublicKey | Ed25519PublicKey
 
@@ -38,7 +42,7 @@ TRUST_VERSION = 1
 SCRYPT_N = 2**17  # 128 MiB, ~0.3 s: OWASP guidance for scrypt (N=2^17, r=8, p=1)
 SEALED_FORMAT = "bastion-sealed-key-v1"
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
-SCOPES = ("*", "dir", "file", "env", "git", "image")
+SCOPES = ("*", "dir", "file", "env", "git", "image", "trust")  # trust: signs only the trust file
 
 
 class KeyAlgorithm(enum.Enum):
@@ -293,15 +297,25 @@ def load_public_key(pem: bytes, *, source: str) -> PublicKey:
 class Keyring:
     """Our keys and the public keys we trust, under one ``BASTION_HOME``."""
 
-    def __init__(self, root: Path | None = None) -> None:
+    def __init__(
+        self, root: Path | None = None, *, trust_root: str | None = None, check_signature: bool = True
+    ) -> None:
+        """``trust_root``: the key id of the root that must have signed the trust file (default
+        ``$BASTION_TRUST_ROOT``; unset: an unsigned trust file is accepted, see ``trustsig``).
+        ``check_signature=False`` only for ``keys trust sign``, which reads the file it re-signs."""
+        from bastion.evidence.trustsig import pinned_root
+
         self.root = root or home()
         self.trust_path = self.root / "trust.json"
         self.keys_dir = self.root / "keys"
+        self.trust_root = pinned_root(trust_root)
+        self._check_signature = check_signature
 
     # reading
-    def entries(self) -> tuple[KeyInfo, ...]:
+    def _raw(self) -> dict[str, Any] | None:
+        """The parsed trust file, its signature not yet checked; None when there is none."""
         if not self.trust_path.exists():
-            return ()
+            return None
         try:
             data = json.loads(self.trust_path.read_text(encoding="utf-8"))
         except (OSError, ValueError) as exc:
@@ -312,7 +326,42 @@ class Keyring:
             or not isinstance(data.get("keys"), list)
         ):
             raise TrustFileError(f"{self.trust_path} is not a version-{TRUST_VERSION} Bastion trust file")
+        return data
+
+    def entries(self) -> tuple[KeyInfo, ...]:
+        """Every key in the trust file, once its signature (if any, or if required) verified."""
+        data = self._raw()
+        if data is None:
+            return ()
+        if self._check_signature:
+            from bastion.evidence.trustsig import check_trust_signature
+
+            check_trust_signature(data, self.trust_root, str(self.trust_path))
         return tuple(KeyInfo.from_dict(entry) for entry in data["keys"])
+
+    def trust_signature(self) -> TrustSignature | None:
+        """Who signed the trust file (None: unsigned and allowed to be); raises if it does not verify."""
+        from bastion.evidence.trustsig import check_trust_signature
+
+        data = self._raw()
+        if data is None:
+            return None
+        return check_trust_signature(data, self.trust_root, str(self.trust_path))
+
+    def sign_trust(self, signer: Signer) -> TrustSignature:
+        """Sign the trust file as it is with ``signer`` (the pinned root, when one is pinned)."""
+        from bastion.evidence.trustsig import check_trust_signature, sign_trust_data
+
+        data = self._raw()
+        if data is None:
+            raise TrustFileError(f"there is no trust file at {self.trust_path} to sign")
+        for entry in data["keys"]:
+            KeyInfo.from_dict(entry)  # never sign a malformed entry
+        signed = sign_trust_data(data, signer, self.trust_root)
+        self._write_raw(signed)
+        result = check_trust_signature(signed, self.trust_root, str(self.trust_path))
+        assert result is not None
+        return result
 
     def find(self, name_or_id: str) -> KeyInfo:
         """The active key of that name, else the key whose id (or id prefix >= 8) matches."""
@@ -346,8 +395,11 @@ class Keyring:
 
     # writing
     def _write(self, entries: tuple[KeyInfo, ...]) -> None:
+        """Write the keys; any signature is dropped (it no longer matches): re-sign afterwards."""
+        self._write_raw({"version": TRUST_VERSION, "keys": [e.to_dict() for e in entries]})
+
+    def _write_raw(self, payload: dict[str, Any]) -> None:
         self.root.mkdir(parents=True, exist_ok=True, mode=0o700)
-        payload = {"version": TRUST_VERSION, "keys": [e.to_dict() for e in entries]}
         tmp = self.trust_path.with_suffix(".json.tmp")
         tmp.write_text(json.dumps(payload, indent=2) + "\n", encoding="utf-8")
         os.replace(tmp, self.trust_path)

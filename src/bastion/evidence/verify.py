@@ -17,6 +17,7 @@ import enum
 import hmac
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
+from typing import Any
 
 from bastion.errors import BastionError
 from bastion.evidence.attest import HashOptions, compute_manifest
@@ -188,6 +189,7 @@ def _check_target(
     manifests = [s for s in statements if s.predicate_type == PREDICATE_TYPE]
     others = [s for s in statements if s.predicate_type != PREDICATE_TYPE]
     checked_subjects: set[str] = set()
+    env_files_checked = False
     for statement in manifests:
         try:
             expected = parse_manifest(statement)
@@ -214,6 +216,9 @@ def _check_target(
             continue
         if target.kind is TargetKind.ENV:
             problems.extend(_check_env_subject(target, statement))
+            if not env_files_checked:
+                problems.extend(_check_env_files(target, statement, options, notes))
+                env_files_checked = True
             continue
         digest = statement.subjects[0].digest("sha256")
         if not checked_subjects:
@@ -242,17 +247,105 @@ def _recompute(target: Target, expected: ModelManifest, options: HashOptions) ->
 
 
 def _check_env_subject(target: Target, statement: Statement) -> list[Problem]:
-    from bastion.evidence.bom import subject_for_target
+    """The environment's distributions and RECORD digests against the signed BOM, naming each change."""
+    from bastion.evidence.bom import environment_bom
 
     try:
-        actual = subject_for_target(target)
+        document, actual = environment_bom(target.path)
     except BastionError as exc:
         return [Problem(Cause.UNREADABLE, exc.message)]
     stated = statement.subjects[0].digest("sha256")
     have = actual.digest("sha256")
-    if stated is None or have is None or not hmac.compare_digest(stated.hex, have.hex):
-        return [Problem(Cause.SUBJECT_MISMATCH, f"{target.uri} is not the environment that was attested")]
-    return []
+    if stated is not None and have is not None and hmac.compare_digest(stated.hex, have.hex):
+        return []
+    problems = _distribution_changes(statement.predicate, document)
+    problems.append(Problem(Cause.SUBJECT_MISMATCH, f"{target.uri} is not the environment that was attested"))
+    return problems
+
+
+def _distribution_changes(signed: Any, current: dict[str, Any]) -> list[Problem]:
+    """Which distributions were added, removed, upgraded or had their RECORD changed."""
+
+    def by_name(document: Any) -> dict[str, tuple[str, str]]:
+        found: dict[str, tuple[str, str]] = {}
+        components = document.get("components") if isinstance(document, dict) else None
+        for component in components if isinstance(components, list) else []:
+            try:
+                found[str(component["name"])] = (
+                    str(component["version"]),
+                    str(component["hashes"][0]["content"]),
+                )
+            except (KeyError, IndexError, TypeError):
+                continue
+        return found
+
+    before, after = by_name(signed), by_name(current)
+    problems = []
+    for name in sorted(before.keys() | after.keys()):
+        old, new = before.get(name), after.get(name)
+        if old is None and new is not None:
+            problems.append(Problem(Cause.ADDED, f"distribution {name} {new[0]} was installed since", name))
+        elif new is None and old is not None:
+            problems.append(Problem(Cause.REMOVED, f"distribution {name} {old[0]} was removed since", name))
+        elif old is not None and new is not None and old[0] != new[0]:
+            problems.append(
+                Problem(Cause.CHANGED, f"distribution {name} changed from {old[0]} to {new[0]}", name)
+            )
+        elif old is not None and new is not None and old[1] != new[1]:
+            problems.append(Problem(Cause.CHANGED, f"distribution {name} {new[0]}: its RECORD changed", name))
+    return problems
+
+
+def _check_env_files(
+    target: Target, statement: Statement, options: HashOptions, notes: list[str]
+) -> list[Problem]:
+    """Every installed file against the digest its (signed) RECORD pins, then the startup files."""
+    from bastion.evidence.envfiles import FileState, check_installed
+
+    cause = {
+        FileState.CHANGED: Cause.CHANGED,
+        FileState.MISSING: Cause.REMOVED,
+        FileState.UNREADABLE: Cause.UNREADABLE,
+        FileState.UNSUPPORTED: Cause.UNSUPPORTED,
+    }
+    try:
+        found = check_installed(target.path, workers=options.workers)
+    except BastionError as exc:
+        return [Problem(Cause.UNREADABLE, exc.message)]
+    notes.append(
+        f"re-hashed {found.checked} installed files against their RECORD digests; "
+        f"{found.unhashed} RECORD rows carry no digest (compiled .pyc files, RECORD itself): not checked"
+    )
+    problems = [Problem(cause[p.state], p.detail, p.path) for p in found.problems]
+    return problems + _check_startup_files(target, statement, notes)
+
+
+def _check_startup_files(target: Target, statement: Statement, notes: list[str]) -> list[Problem]:
+    """``.pth`` / ``*customize.py`` files that no RECORD owns, against those the signed BOM lists."""
+    from bastion.evidence.bom import signed_startup_files
+    from bastion.evidence.envfiles import startup_files
+
+    signed = signed_startup_files(statement.predicate)
+    if signed is None:
+        notes.append("this attestation predates startup-file tracking: unowned .pth files were not compared")
+        return []
+    try:
+        current = startup_files(target.path)
+    except BastionError as exc:
+        return [Problem(Cause.UNREADABLE, exc.message)]
+    problems = []
+    for path in sorted(signed.keys() | current.keys()):
+        if path not in signed:
+            problems.append(
+                Problem(
+                    Cause.ADDED, f"{path} was added: Python runs it at startup and no RECORD owns it", path
+                )
+            )
+        elif path not in current:
+            problems.append(Problem(Cause.REMOVED, f"{path} (a startup file) was removed since", path))
+        elif signed[path] != current[path]:  # public digests: no timing to hide
+            problems.append(Problem(Cause.CHANGED, f"{path} (a startup file no RECORD owns) changed", path))
+    return problems
 
 
 def _check_commit(
