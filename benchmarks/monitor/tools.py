@@ -1,8 +1,10 @@
 """One detector run: ``python tools.py TOOL REFERENCE.parquet CURRENT.parquet`` prints a JSON line.
 
 Runs inside the tool's own virtual environment. Time covers everything from reading both files to
-the list of flagged columns (for Bastion too: it profiles the reference instead of reusing a stored
-baseline, the less favourable case). Each anchor is used with its documented defaults.
+the list of flagged columns (for Bastion too: it profiles the reference, multivariate co-moments
+included, instead of reusing a stored baseline, the less favourable case). Each anchor is used with
+its documented defaults. ``alarm`` is the window-level verdict: Bastion's status (per-column checks
+and the multivariate detector), for the anchors' univariate reports "at least one column flagged".
 """
 
 from __future__ import annotations
@@ -24,13 +26,13 @@ def _categorical(df: Any) -> list[str]:
     return [c for c in df.columns if df[c].dtype == object or str(df[c].dtype) in {"string", "category"}]
 
 
-def bastion(ref: str, cur: str) -> list[str]:
+def bastion(ref: str, cur: str) -> tuple[list[str], bool]:
     from pathlib import Path
 
-    from bastion.monitor import build_baseline, check
+    from bastion.monitor import Status, build_baseline, check
 
     report = check(build_baseline([Path(ref)]), Path(cur))
-    return report.flagged_columns
+    return report.flagged_columns, report.status is Status.ALARM
 
 
 def evidently(ref: str, cur: str) -> list[str]:
@@ -98,7 +100,7 @@ def whylogs(ref: str, cur: str) -> list[str]:
     return sorted(k for k, v in scores.items() if v and v.get("drift_category") == "DRIFT")
 
 
-TOOLS = {
+TOOLS: dict[str, Any] = {
     "bastion": bastion,
     "evidently": evidently,
     "alibi-detect": alibi_detect,
@@ -109,7 +111,10 @@ TOOLS = {
 if __name__ == "__main__":
     tool, ref, cur = sys.argv[1:4]
     start = time.perf_counter()
-    flagged = TOOLS[tool](ref, cur)
+    result = TOOLS[tool](ref, cur)
     seconds = time.perf_counter() - start
+    flagged, alarm = result if isinstance(result, tuple) else (result, bool(result))
     peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    print(json.dumps({"tool": tool, "flagged": flagged, "seconds": seconds, "peak_mb": peak_mb}))
+    print(
+        json.dumps({"tool": tool, "flagged": flagged, "alarm": alarm, "seconds": seconds, "peak_mb": peak_mb})
+    )

@@ -45,6 +45,69 @@ def _emit(text: str, output: Path | None) -> None:
 
 
 _PROBLEM = click.Choice(["classification", "regression"])
+_DURATION_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def _capture_options(f: Any) -> Any:
+    for option in reversed(
+        [
+            click.option(
+                "--capture",
+                type=click.Path(file_okay=False, path_type=Path),
+                help="Gateway capture folder (<capture>/<model>/<YYYY-MM-DD>/*.jsonl) instead of --data.",
+            ),
+            click.option("--model", "model_name", help="With --capture: the model whose traffic is read."),
+            click.option(
+                "--since", help="With --capture: first instant (ISO-8601, UTC unless an offset is given)."
+            ),
+            click.option("--until", help="With --capture: end of the window, excluded (ISO-8601)."),
+            click.option("--last", help="With --capture: the window ending now, e.g. 15m, 1h, 7d."),
+        ]
+    ):
+        f = option(f)
+    return f
+
+
+def _window(
+    data: tuple[Path, ...],
+    capture: Path | None,
+    model: str | None,
+    since: str | None,
+    until: str | None,
+    last: str | None,
+) -> tuple[Any, Any]:
+    """Record batches of --data or of --capture, and the capture reader (None for --data)."""
+    import datetime as dt
+    from itertools import chain
+
+    from bastion.errors import UsageError
+
+    if capture is None:
+        if model or since or until or last:
+            raise UsageError("--model, --since, --until and --last go with --capture")
+        if not data:
+            raise UsageError("give the data: --data FILE_OR_FOLDER, or --capture DIR --model NAME")
+        from bastion.monitor.sources import read_batches
+
+        return chain.from_iterable(read_batches(p) for p in data), None
+    if data:
+        raise UsageError("give --data or --capture, not both")
+    if not model:
+        raise UsageError("--capture needs --model NAME (a folder under the capture)")
+    from bastion.monitor.capture import CaptureReader, parse_time
+
+    start = parse_time(since, option="--since") if since else None
+    end = parse_time(until, option="--until") if until else None
+    if last:
+        if since:
+            raise UsageError("give --since or --last, not both")
+        unit = _DURATION_UNITS.get(last[-1:])
+        if unit is None or not last[:-1].isdigit() or int(last[:-1]) <= 0:
+            raise UsageError(f"--last {last!r} is not a duration", hint="a number and s, m, h or d: 15m, 1h")
+        end = end or dt.datetime.now(dt.UTC)
+        start = end - dt.timedelta(seconds=int(last[:-1]) * unit)
+    reader = CaptureReader(capture, model, start, end)
+    return reader, reader
 
 
 def _quality_options(f: Any) -> Any:
@@ -88,19 +151,31 @@ def _spec(
     "--data",
     "data",
     multiple=True,
-    required=True,
     type=_DATA,
     help="CSV / JSON lines / Parquet file or folder.",
 )
+@_capture_options
 @click.option(
     "--out", required=True, type=click.Path(file_okay=False, path_type=Path), help="Baseline folder."
 )
 @click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True)
+@click.option(
+    "--multivariate/--no-multivariate",
+    default=True,
+    show_default=True,
+    help="Store the joint co-moments of the multivariate drift detector (sums, no rows).",
+)
 @_quality_options
 def baseline(
     data: tuple[Path, ...],
+    capture: Path | None,
+    model_name: str | None,
+    since: str | None,
+    until: str | None,
+    last: str | None,
     out: Path,
     fmt: str,
+    multivariate: bool,
     prediction_column: str | None,
     label_column: str | None,
     score_column: str | None,
@@ -111,13 +186,24 @@ def baseline(
 
     With --prediction-column and --label-column, also record the model's quality on this data in
     quality.json (the label column is then left out of the drift profile).
+
+    With --capture DIR --model NAME, the baseline is the gateway's captured traffic of that model
+    (inputs and outputs; metadata columns dropped), optionally between --since and --until.
     """
-    from bastion.monitor import build_baseline, measure_quality, write_baseline
+    from bastion.monitor import baseline_from_batches, measure_quality, write_baseline
 
     spec = None
     if prediction_column or label_column or score_column:
         spec = _spec(prediction_column, label_column, score_column, problem, positive_label)
-    base = build_baseline(list(data), exclude=(spec.label_column,) if spec else ())
+    if spec is not None and capture is not None:
+        from bastion.errors import UsageError
+
+        raise UsageError("model quality needs labelled --data; captured traffic carries no labels")
+    batches, reader = _window(data, capture, model_name, since, until, last)
+    sources = tuple(str(p) for p in data) if reader is None else (f"capture:{capture}/{model_name}",)
+    base = baseline_from_batches(
+        batches, sources, exclude=(spec.label_column,) if spec else (), multivariate=multivariate
+    )
     written = write_baseline(base, out)
     quality = None
     if spec is not None:
@@ -138,8 +224,12 @@ def baseline(
                 "rows": quality.rows,
                 "metrics": quality.metrics,
             }
+        if reader is not None:
+            doc["capture"] = reader.summary.to_json()
         click.echo(json.dumps(doc, indent=2))
         return
+    if reader is not None:
+        click.echo(_capture_line(reader.summary))
     click.echo(f"Baseline of {base.profile.rows} rows, {len(columns)} columns:")
     for name, info in columns.items():
         click.echo(f"  {name:30s} {info['inferred_type']:10s} completeness {info['completeness']:.4f}")
@@ -243,21 +333,39 @@ def _quality_text(report: Any) -> str:
 @click.option("--out", required=True, type=click.Path(file_okay=False, path_type=Path))
 def merge(baselines: tuple[Path, ...], out: Path) -> None:
     """Merge baselines profiled separately (per file, partition or machine) into one."""
-    from bastion.monitor.baseline import load_baseline, make_baseline, merge_profiles, write_baseline
+    from bastion.monitor.baseline import (
+        load_baseline,
+        make_baseline,
+        merge_joints,
+        merge_profiles,
+        write_baseline,
+    )
 
     loaded = [load_baseline(b) for b in baselines]
+    joint = merge_joints([b.joint for b in loaded])
     merged = make_baseline(
-        merge_profiles([b.profile for b in loaded]), tuple(s for b in loaded for s in b.sources)
+        merge_profiles([b.profile for b in loaded]), tuple(s for b in loaded for s in b.sources), joint
     )
     for path in write_baseline(merged, out):
         click.echo(f"wrote {path}")
     click.echo(f"merged {len(loaded)} baselines: {merged.profile.rows} rows")
+    if joint is None:
+        click.echo("note: no multivariate detector (a part has none, or the parts' columns differ)")
 
 
 def _text_report(report: Any) -> str:
     lines = [f"status: {report.status.value}  ({report.rows} rows vs baseline of {report.reference_rows})"]
     if report.drifted_columns:
         lines.append("drifted columns: " + ", ".join(report.drifted_columns))
+    mv = report.multivariate
+    if mv is not None:
+        if mv.drift is None:
+            lines.append(f"multivariate drift: not decided ({mv.note})")
+        else:
+            lines.append(
+                f"multivariate drift: {'YES' if mv.drift else 'no'} ({mv.method}: error rise "
+                f"{mv.statistic:+.1%}, threshold {mv.threshold:.0%}, p={mv.p_value:.2g})"
+            )
     for v in report.violations:
         lines.append(f"  [{v.severity}] {v.feature_name}: {v.constraint_check_type}: {v.description}")
     lines.append(
@@ -274,9 +382,8 @@ def _text_report(report: Any) -> str:
 
 @monitor.command()
 @click.option("--baseline", "baseline_dir", required=True, type=click.Path(file_okay=False, path_type=Path))
-@click.option(
-    "--data", "data", multiple=True, required=True, type=_DATA, help="The window: file(s) or folder(s)."
-)
+@click.option("--data", "data", multiple=True, type=_DATA, help="The window: file(s) or folder(s).")
+@_capture_options
 @click.option(
     "--format", "fmt", type=click.Choice(["text", "json", "html"]), default="text", show_default=True
 )
@@ -285,14 +392,29 @@ def _text_report(report: Any) -> str:
 )
 @click.option("--monitor", "monitor_name", help="Record this evaluation as a datapoint of this alarm.")
 def check(
-    baseline_dir: Path, data: tuple[Path, ...], fmt: str, output: Path | None, monitor_name: str | None
+    baseline_dir: Path,
+    data: tuple[Path, ...],
+    capture: Path | None,
+    model_name: str | None,
+    since: str | None,
+    until: str | None,
+    last: str | None,
+    fmt: str,
+    output: Path | None,
+    monitor_name: str | None,
 ) -> None:
-    """Check a data window against a baseline: violations and drift per column."""
-    from bastion.monitor import check as run_check
+    """Check a data window against a baseline: violations and drift per column, multivariate drift.
+
+    The window is --data (files or folders), or the gateway's captured traffic of one model:
+    --capture DIR --model NAME [--since ISO] [--until ISO] or [--last 1h] (inputs and the
+    prediction are checked; the _-prefixed metadata columns are not).
+    """
     from bastion.monitor import load_baseline
+    from bastion.monitor.check import check_batches
 
     base = load_baseline(baseline_dir)
-    report = run_check(base, list(data))
+    batches, reader = _window(data, capture, model_name, since, until, last)
+    report = check_batches(base, batches)
     evaluation = None
     if monitor_name:
         from bastion.monitor.store import MonitorStore
@@ -306,6 +428,8 @@ def check(
         evaluation = MonitorStore().record(monitor_name, report.status.value, summary)
     if fmt == "json":
         doc = report.to_json()
+        if reader is not None:
+            doc["capture"] = reader.summary.to_json()
         if evaluation is not None:
             doc["alarm"] = _evaluation_json(evaluation)
         _emit(json.dumps(doc, indent=2) + "\n", output)
@@ -315,6 +439,8 @@ def check(
         _emit(render_html(report), output)
     else:
         text = _text_report(report)
+        if reader is not None:
+            text = _capture_line(reader.summary) + "\n" + text
         if evaluation is not None:
             text += (
                 f"alarm {evaluation.alarm}: {evaluation.state_before.value} -> {evaluation.state_after.value}"
@@ -326,6 +452,26 @@ def check(
             )
         _emit(text, output)
     sys.exit(report.exit_code)
+
+
+def _capture_line(summary: Any) -> str:
+    since = summary.since.isoformat() if summary.since else "-"
+    span = f"{since} .. {summary.until.isoformat() if summary.until else '-'}"
+    line = (
+        f"capture of model {summary.model} [{span}): {summary.rows_kept} of {summary.rows_read} rows "
+        f"from {summary.files} files in {len(summary.days)} day folders"
+    )
+    extras = [
+        f"{n} {what}"
+        for n, what in (
+            (summary.rows_outside, "outside the window"),
+            (summary.rows_without_time, "without a _time"),
+            (summary.partial_lines, "partial last lines left for later"),
+            (len(summary.skipped), "entries skipped"),
+        )
+        if n
+    ]
+    return line + (f" ({', '.join(extras)})" if extras else "")
 
 
 def _evaluation_json(ev: Any) -> dict[str, Any]:

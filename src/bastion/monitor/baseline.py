@@ -9,7 +9,9 @@ A baseline folder holds three files:
   (``range``, ``drift``) and at the top (significance level, effect-size thresholds). Edit it freely;
   ``bastion monitor check`` reads it back and rejects fields it does not know;
 * ``bastion-baseline.json`` the mergeable profile (moments, KLL sketches, category counts) that
-  drift checks compare a window against, so the reference data is never read again.
+  drift checks compare a window against, so the reference data is never read again, and the joint
+  co-moments of the multivariate detector (:mod:`bastion.monitor.multivariate`; sums over rows,
+  never a row).
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from bastion.errors import ConfigError, InputError
+from bastion.monitor.multivariate import JointMoments
 from bastion.monitor.profile import ColumnKind, ColumnProfile, DatasetProfile
 
 BASELINE_SCHEMA = "bastion.monitor.baseline/1"
@@ -44,6 +47,15 @@ class Thresholds:
 
 
 @dataclass(frozen=True)
+class MultivariateConfig:
+    """The PCA reconstruction-error detector (see :mod:`bastion.monitor.multivariate`)."""
+
+    enabled: bool = True
+    explained_variance: float = 0.95  # share of the reference variance the principal components keep
+    threshold: float = 0.2  # relative rise of the mean reconstruction error that counts as drift
+
+
+@dataclass(frozen=True)
 class MonitoringConfig:
     alpha: float = 0.01  # false discovery rate (or family-wise error rate with bonferroni)
     correction: str = "benjamini-hochberg"  # or "bonferroni", "none"
@@ -54,6 +66,7 @@ class MonitoringConfig:
     range_tolerance: float = 0.001  # share of values allowed outside the baseline range
     outlier_margin: float = 0.25  # range and tail bounds are widened by this many reference std
     thresholds: Thresholds = field(default_factory=Thresholds)
+    multivariate: MultivariateConfig = field(default_factory=MultivariateConfig)
 
 
 @dataclass(frozen=True)
@@ -82,6 +95,7 @@ class Baseline:
     constraints: Constraints
     created: str
     sources: tuple[str, ...] = ()
+    joint: JointMoments | None = None  # None: built without the multivariate detector
 
 
 def suggest_constraints(profile: DatasetProfile, config: MonitoringConfig | None = None) -> Constraints:
@@ -104,13 +118,15 @@ def suggest_constraints(profile: DatasetProfile, config: MonitoringConfig | None
     return Constraints(tuple(features), config or MonitoringConfig())
 
 
-def make_baseline(profile: DatasetProfile, sources: tuple[str, ...] = ()) -> Baseline:
+def make_baseline(
+    profile: DatasetProfile, sources: tuple[str, ...] = (), joint: JointMoments | None = None
+) -> Baseline:
     if profile.rows == 0:
         raise InputError(
             "the baseline data has no rows", hint="a baseline needs representative training data"
         )
     created = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
-    return Baseline(profile, suggest_constraints(profile), created, sources)
+    return Baseline(profile, suggest_constraints(profile), created, sources, joint)
 
 
 # -- SageMaker-compatible statistics -------------------------------------------------------------
@@ -221,6 +237,11 @@ def constraints_json(constraints: Constraints) -> dict[str, Any]:
                 "tail_excess": t.tail_excess,
                 "jensen_shannon": t.jensen_shannon,
             },
+            "multivariate": {
+                "enabled": cfg.multivariate.enabled,
+                "explained_variance": cfg.multivariate.explained_variance,
+                "threshold": cfg.multivariate.threshold,
+            },
         },
     }
 
@@ -261,12 +282,35 @@ def parse_constraints(data: Any, where: str = CONSTRAINTS_FILE) -> Constraints:
             "range_tolerance",
             "outlier_margin",
             "thresholds",
+            "multivariate",
         },
     )
     th = _fields(
         f"{where}: bastion.thresholds", bc.get("thresholds", {}), set(Thresholds.__dataclass_fields__)
     )
+    mv = _fields(
+        f"{where}: bastion.multivariate",
+        bc.get("multivariate", {}),
+        set(MultivariateConfig.__dataclass_fields__),
+    )
     defaults = MonitoringConfig()
+    enabled = mv.get("enabled", defaults.multivariate.enabled)
+    if not isinstance(enabled, bool):
+        raise ConfigError(f"{where}: bastion.multivariate.enabled must be true or false")
+    multivariate = MultivariateConfig(
+        enabled=enabled,
+        explained_variance=_number(
+            f"{where}: bastion.multivariate.explained_variance",
+            mv.get("explained_variance", defaults.multivariate.explained_variance),
+            0.01,
+            0.9999,
+        ),
+        threshold=_number(
+            f"{where}: bastion.multivariate.threshold",
+            mv.get("threshold", defaults.multivariate.threshold),
+            0.0,
+        ),
+    )
     correction = bc.get("correction", defaults.correction)
     if correction not in {"benjamini-hochberg", "bonferroni", "none"}:
         raise ConfigError(f"{where}: bastion.correction must be benjamini-hochberg, bonferroni or none")
@@ -300,6 +344,7 @@ def parse_constraints(data: Any, where: str = CONSTRAINTS_FILE) -> Constraints:
             f"{where}: bastion.outlier_margin", bc.get("outlier_margin", defaults.outlier_margin), 0.0
         ),
         thresholds=thresholds,
+        multivariate=multivariate,
     )
     features_raw = top.get("features", [])
     if not isinstance(features_raw, list):
@@ -367,6 +412,7 @@ def write_baseline(baseline: Baseline, out: Path) -> list[Path]:
             "created": baseline.created,
             "sources": list(baseline.sources),
             "profile": baseline.profile.to_json(),
+            **({"joint": baseline.joint.to_json()} if baseline.joint is not None else {}),
         },
     }
     written = []
@@ -400,6 +446,12 @@ def load_baseline(folder: Path) -> Baseline:
         profile = DatasetProfile.from_json(raw["profile"])
     except (KeyError, TypeError, ValueError) as exc:
         raise ConfigError(f"{folder / BASELINE_FILE}: malformed profile: {exc!r}") from None
+    joint = None
+    if raw.get("joint") is not None:
+        try:
+            joint = JointMoments.from_json(raw["joint"])
+        except (KeyError, TypeError, ValueError) as exc:
+            raise ConfigError(f"{folder / BASELINE_FILE}: malformed joint moments: {exc!r}") from None
     constraints = parse_constraints(_read_json(folder / CONSTRAINTS_FILE), str(folder / CONSTRAINTS_FILE))
     for feature in constraints.features:
         col = profile.columns.get(feature.name)
@@ -418,7 +470,7 @@ def load_baseline(folder: Path) -> Baseline:
                 f"but the profile holds a {col.kind.value if col.kind else 'untyped'} column"
             )
     return Baseline(
-        profile, constraints, str(raw.get("created", "")), tuple(map(str, raw.get("sources", [])))
+        profile, constraints, str(raw.get("created", "")), tuple(map(str, raw.get("sources", []))), joint
     )
 
 
@@ -426,6 +478,16 @@ def merge_profiles(profiles: list[DatasetProfile]) -> DatasetProfile:
     merged = DatasetProfile()
     for profile in profiles:
         merged.merge(profile)
+    return merged
+
+
+def merge_joints(joints: list[JointMoments | None]) -> JointMoments | None:
+    """The joint moments of all parts; None when a part has none or the parts' dimensions differ."""
+    merged: JointMoments | None = JointMoments()
+    for joint in joints:
+        if joint is None or merged is None:
+            return None
+        merged = merged.merge(joint)
     return merged
 
 

@@ -6,6 +6,10 @@ multiple-testing correction across all columns (Benjamini-Hochberg by default; w
 tests are Bonferroni-combined) *and* (2) at least one effect size reaches its threshold. A p-value
 alone says "different"; on a million rows everything is different. The effect sizes say "by enough
 to matter". A window with fewer than ``min_rows`` rows is ``INSUFFICIENT_DATA``, never ``OK``.
+
+The multivariate detector (:mod:`bastion.monitor.multivariate`), when the baseline has one, gives a
+separate window-level verdict: it raises the alarm too (``multivariate_drift_check``) but names no
+column; attribution stays per column.
 """
 
 from __future__ import annotations
@@ -24,6 +28,7 @@ from bastion.monitor.drift import (
     numeric_tests,
     proportion_increase_p,
 )
+from bastion.monitor.multivariate import MultivariateResult, ResidualStats, assess, fit
 from bastion.monitor.profile import ColumnKind, ColumnProfile, DatasetProfile, profile_batches
 
 if TYPE_CHECKING:
@@ -39,6 +44,8 @@ class Status(enum.Enum):
 
 
 EXIT_CODES = {Status.OK: 0, Status.ALARM: 1, Status.INSUFFICIENT_DATA: 3}
+MULTIVARIATE_CHECK = "multivariate_drift_check"
+MULTIVARIATE_FEATURE = "*"  # the feature_name of the multivariate violation: the whole row
 
 
 @dataclass(frozen=True)
@@ -75,6 +82,7 @@ class CheckReport:
     columns: tuple[ColumnResult, ...]
     alpha: float
     correction: str
+    multivariate: MultivariateResult | None = None  # None: the baseline has no multivariate detector
 
     @property
     def drifted_columns(self) -> list[str]:
@@ -82,8 +90,12 @@ class CheckReport:
 
     @property
     def flagged_columns(self) -> list[str]:
-        """Columns with drift or an error-severity violation."""
-        names = {v.feature_name for v in self.violations if v.severity == "error"}
+        """Columns with drift or an error-severity violation (the multivariate verdict names none)."""
+        names = {
+            v.feature_name
+            for v in self.violations
+            if v.severity == "error" and v.constraint_check_type != MULTIVARIATE_CHECK
+        }
         return sorted(names)
 
     @property
@@ -122,13 +134,23 @@ class CheckReport:
                 }
                 for c in self.columns
             },
+            "multivariate": self.multivariate.to_json() if self.multivariate is not None else None,
             "decision": {"alpha": self.alpha, "correction": self.correction},
         }
 
 
 def check_batches(baseline: Baseline, batches: Iterable[pa.RecordBatch]) -> CheckReport:
-    """Profile a window (streaming, typed like the baseline) and check it."""
-    return check_profile(baseline, profile_batches(batches, like=baseline.profile))
+    """Profile a window (streaming, typed like the baseline) and check it, multivariate drift included."""
+    mv = baseline.constraints.config.multivariate
+    if baseline.joint is None or not mv.enabled:
+        return check_profile(baseline, profile_batches(batches, like=baseline.profile))
+    model = fit(baseline.joint, mv.explained_variance)
+    if isinstance(model, str):
+        window = profile_batches(batches, like=baseline.profile)
+        return check_profile(baseline, window, MultivariateResult(None, threshold=mv.threshold, note=model))
+    stats = ResidualStats(model)
+    window = profile_batches(stats.observe(batches), like=baseline.profile)
+    return check_profile(baseline, window, assess(stats, mv.threshold, baseline.constraints.config.alpha))
 
 
 @dataclass
@@ -139,12 +161,16 @@ class _Pending:
     best: tuple[float, Test, float]
 
 
-def check_profile(baseline: Baseline, window: DatasetProfile) -> CheckReport:
+def check_profile(
+    baseline: Baseline, window: DatasetProfile, multivariate: MultivariateResult | None = None
+) -> CheckReport:
     cons = baseline.constraints
     cfg = cons.config
     ref = baseline.profile
     if window.rows < cfg.min_rows:
-        return CheckReport(Status.INSUFFICIENT_DATA, window.rows, ref.rows, (), (), cfg.alpha, cfg.correction)
+        return CheckReport(
+            Status.INSUFFICIENT_DATA, window.rows, ref.rows, (), (), cfg.alpha, cfg.correction, multivariate
+        )
     violations: list[Violation] = []
     results: list[ColumnResult] = []
     pending: list[_Pending] = []
@@ -245,11 +271,30 @@ def check_profile(baseline: Baseline, window: DatasetProfile) -> CheckReport:
                     f"(p={item.p:.2g}, adjusted {p_adj:.2g})",
                 )
             )
+    if multivariate is not None and multivariate.drift:
+        top = ", ".join(list(multivariate.contributions)[:3])
+        violations.append(
+            Violation(
+                MULTIVARIATE_FEATURE,
+                MULTIVARIATE_CHECK,
+                f"{multivariate.method}: mean reconstruction error {multivariate.current_error:.4g} is "
+                f"{multivariate.statistic:.1%} above the reference's {multivariate.reference_error:.4g} "
+                f"(threshold {multivariate.threshold:.0%}, p={multivariate.p_value:.2g}); "
+                f"largest rise in {top}",
+            )
+        )
     order = {f.name: i for i, f in enumerate(cons.features)}
     results.sort(key=lambda r: order.get(r.name, len(order)))
     status = Status.ALARM if any(v.severity == "error" for v in violations) else Status.OK
     return CheckReport(
-        status, window.rows, ref.rows, tuple(violations), tuple(results), cfg.alpha, cfg.correction
+        status,
+        window.rows,
+        ref.rows,
+        tuple(violations),
+        tuple(results),
+        cfg.alpha,
+        cfg.correction,
+        multivariate,
     )
 
 

@@ -21,6 +21,21 @@ table{border-collapse:collapse;margin:1em 0}td,th{border:1px solid #ddd;padding:
 _REF, _CUR = "#8c959f", "#0969da"
 
 
+def _multivariate(report: CheckReport) -> str:
+    mv = report.multivariate
+    if mv is None:
+        return ""
+    if mv.drift is None:
+        return f"<p>Multivariate drift: not decided ({escape(mv.note or '')})</p>"
+    top = ", ".join(f"{name} (x{ratio:.2f})" for name, ratio in mv.contributions.items())
+    return (
+        f"<p>Multivariate drift ({escape(mv.method)}): <b>{'YES' if mv.drift else 'no'}</b>; "
+        f"mean reconstruction error {mv.current_error:.4g} vs reference {mv.reference_error:.4g} "
+        f"({mv.statistic:+.1%}, threshold {mv.threshold:.0%}, p={mv.p_value:.2g}); "
+        f"largest rise: {escape(top)}</p>"
+    )
+
+
 def _svg(hist: Histogram, width: int = 360, height: int = 140) -> str:
     bins = len(hist.labels)
     if bins == 0:
@@ -80,6 +95,7 @@ def render_html(report: CheckReport, title: str = "Bastion monitor check") -> st
         f"drift needs significance at {report.alpha} ({escape(report.correction)}) "
         "and an effect size at or above its threshold.</p>"
         f"<p>Drifted columns: {escape(', '.join(report.drifted_columns) or 'none')}</p>"
+        f"{_multivariate(report)}"
         f'<p class="legend"><span style="background:{_REF}"></span>reference'
         f'<span style="background:{_CUR}"></span>current</p>'
         + (

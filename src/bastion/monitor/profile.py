@@ -68,7 +68,7 @@ class ColumnProfile:
         n = len(array)
         self.rows += n
         if self.kind is None and array.null_count < n:
-            self.kind = _infer_kind(array)
+            self.kind = infer_kind(array)
         if self.kind is ColumnKind.NUMERIC:
             values, missing, invalid = to_numeric(array)
             self.missing += missing
@@ -214,7 +214,7 @@ def profile_batches(
     return profile
 
 
-def _infer_kind(array: pa.Array) -> ColumnKind:
+def infer_kind(array: pa.Array) -> ColumnKind:
     import pyarrow as pa
 
     if pa.types.is_integer(array.type) or pa.types.is_floating(array.type) or pa.types.is_decimal(array.type):
@@ -229,6 +229,15 @@ def _infer_kind(array: pa.Array) -> ColumnKind:
 
 def to_numeric(array: pa.Array) -> tuple[npt.NDArray[np.float64], int, int]:
     """Finite values, number missing (null, NaN, ±inf) and number invalid (present but not a number)."""
+    import numpy as np
+
+    values, invalid = numeric_values(array)
+    kept = values[np.isfinite(values)]
+    return kept, len(array) - invalid - int(kept.size), invalid
+
+
+def numeric_values(array: pa.Array) -> tuple[npt.NDArray[np.float64], int]:
+    """One float per row (NaN where missing or not a number) and the number of invalid values."""
     import numpy as np
     import pyarrow as pa
     import pyarrow.compute as pc
@@ -246,13 +255,11 @@ def to_numeric(array: pa.Array) -> tuple[npt.NDArray[np.float64], int, int]:
     ):
         numbers = pc.cast(array, pa.float64())
     elif pa.types.is_null(array.type):
-        return np.empty(0), len(array), 0
+        return np.full(len(array), np.nan), 0
     else:
-        return np.empty(0), array.null_count, len(array) - array.null_count
-    values = numbers.to_numpy(zero_copy_only=False)
-    finite = np.isfinite(values)
-    kept = values[finite]
-    return kept, len(array) - invalid - int(kept.size), invalid
+        return np.full(len(array), np.nan), len(array) - array.null_count
+    values = np.asarray(numbers.to_numpy(zero_copy_only=False), dtype=np.float64)
+    return values, invalid
 
 
 def string_counts(array: pa.Array) -> tuple[dict[str, int], int]:

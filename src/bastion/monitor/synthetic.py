@@ -1,8 +1,11 @@
 """Synthetic tabular data with known drift, for the demo, the tests and the benchmark.
 
 ``make_table`` draws mixed columns (normal, log-normal, uniform, Poisson counts, categorical with
-skewed frequencies); ``apply_scenario`` changes a copy in a known way and returns the columns that
-truly changed, so precision and recall of a detector can be measured.
+skewed frequencies; ``num_04`` is correlated with ``num_00``, r = 0.8); ``apply_scenario`` changes a
+copy in a known way and returns the columns whose distribution truly changed, so precision and
+recall of a detector can be measured. ``correlation_flip`` changes no column's distribution, only the
+joint one (the correlation of ``num_00`` and ``num_04`` becomes -0.8): no column should be flagged,
+but the window should alarm (``Scenario.joint_drift``).
 """
 
 from __future__ import annotations
@@ -25,7 +28,9 @@ SCENARIOS = (
     "missing_spike",
     "one_feature",
     "cluster",
+    "correlation_flip",
 )
+CORRELATION = 0.8  # between num_00 and num_04
 CATEGORIES = ("alpha", "bravo", "charlie", "delta", "echo")
 CATEGORY_P = (0.4, 0.25, 0.15, 0.12, 0.08)
 
@@ -35,6 +40,7 @@ class Scenario:
     name: str
     table: pa.Table
     drifted: frozenset[str]
+    joint_drift: bool = False  # the joint distribution changed (True whenever a column did, too)
 
 
 def column_names(n_numeric: int, n_categorical: int) -> tuple[list[str], list[str]]:
@@ -62,7 +68,13 @@ def make_table(rows: int, n_numeric: int = 24, n_categorical: int = 6, seed: int
     nums, cats = column_names(n_numeric, n_categorical)
     data: dict[str, pa.Array] = {}
     for i, name in enumerate(nums):
-        data[name] = pa.array(_numeric(rng, i, rows))
+        values = _numeric(rng, i, rows)
+        if i == 4:  # N(40, 2) like the other normal columns, but correlated with num_00 (N(0, 1))
+            noise = (values - 40.0) / 2.0
+            values = 40.0 + 2.0 * (
+                CORRELATION * data[nums[0]].to_numpy() + (1 - CORRELATION**2) ** 0.5 * noise
+            )
+        data[name] = pa.array(values)
     for name in cats:
         codes = rng.choice(len(CATEGORIES), size=rows, p=CATEGORY_P)
         data[name] = pa.DictionaryArray.from_arrays(pa.array(codes, pa.int32()), pa.array(CATEGORIES)).cast(
@@ -130,7 +142,14 @@ def apply_scenario(table: pa.Table, scenario: str, seed: int = 1) -> Scenario:
             target = np.quantile(x, 0.5) + 6 * std(name)
             cols[name] = pa.array(np.where(idx, target + rng.normal(0, 0.05 * std(name), rows), x))
             drifted.add(name)
-    return Scenario(scenario, pa.table(cols), frozenset(drifted))
+    elif scenario == "correlation_flip":  # same marginals, num_04's correlation with num_00 negated
+        if len(nums) < 5:
+            raise ValueError("correlation_flip needs at least 5 numeric columns")
+        z0 = (num(nums[0]) - 0.0) / 1.0
+        w = (num(nums[4]) - 40.0) / 2.0
+        cols[nums[4]] = pa.array(40.0 + 2.0 * (w - 2 * CORRELATION * z0))
+        return Scenario(scenario, pa.table(cols), frozenset(), joint_drift=True)
+    return Scenario(scenario, pa.table(cols), frozenset(drifted), joint_drift=bool(drifted))
 
 
 def _reassign(rng: np.random.Generator, array: pa.Array, source: str, target: str, share: float) -> pa.Array:
