@@ -333,23 +333,14 @@ def _quality_text(report: Any) -> str:
 @click.option("--out", required=True, type=click.Path(file_okay=False, path_type=Path))
 def merge(baselines: tuple[Path, ...], out: Path) -> None:
     """Merge baselines profiled separately (per file, partition or machine) into one."""
-    from bastion.monitor.baseline import (
-        load_baseline,
-        make_baseline,
-        merge_joints,
-        merge_profiles,
-        write_baseline,
-    )
+    from bastion.monitor.baseline import load_baseline, merge_baselines, write_baseline
 
     loaded = [load_baseline(b) for b in baselines]
-    joint = merge_joints([b.joint for b in loaded])
-    merged = make_baseline(
-        merge_profiles([b.profile for b in loaded]), tuple(s for b in loaded for s in b.sources), joint
-    )
+    merged = merge_baselines(loaded)
     for path in write_baseline(merged, out):
         click.echo(f"wrote {path}")
     click.echo(f"merged {len(loaded)} baselines: {merged.profile.rows} rows")
-    if joint is None:
+    if merged.joint is None:
         click.echo("note: no multivariate detector (a part has none, or the parts' columns differ)")
 
 

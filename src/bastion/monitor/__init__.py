@@ -22,7 +22,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from bastion.monitor.alarms import AlarmConfig, AlarmState, MissingData
-from bastion.monitor.baseline import Baseline, Constraints, MonitoringConfig, load_baseline, write_baseline
+from bastion.monitor.baseline import (
+    Baseline,
+    Constraints,
+    MonitoringConfig,
+    load_baseline,
+    merge_baselines,
+    write_baseline,
+)
 from bastion.monitor.capture import CaptureReader
 from bastion.monitor.check import CheckReport, Status
 from bastion.monitor.multivariate import JointMoments, MultivariateResult
@@ -53,6 +60,7 @@ __all__ = [
     "check",
     "load_baseline",
     "measure_quality",
+    "merge_baselines",
     "profile_paths",
     "write_baseline",
 ]

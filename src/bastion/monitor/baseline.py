@@ -491,5 +491,14 @@ def merge_joints(joints: list[JointMoments | None]) -> JointMoments | None:
     return merged
 
 
+def merge_baselines(parts: list[Baseline]) -> Baseline:
+    """One baseline from baselines profiled separately (per file, partition, process or machine): the
+    same profile as one pass over all the data, constraints suggested afresh from it."""
+    joint = merge_joints([b.joint for b in parts])
+    return make_baseline(
+        merge_profiles([b.profile for b in parts]), tuple(s for b in parts for s in b.sources), joint
+    )
+
+
 def column_for(baseline: Baseline, name: str) -> ColumnProfile:
     return baseline.profile.columns[name]
