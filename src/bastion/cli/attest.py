@@ -5,9 +5,13 @@ from __future__ import annotations
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
+
+if TYPE_CHECKING:
+    from bastion.evidence.image import Platform
+    from bastion.evidence.targets import Target
 
 HASH_OPTIONS = [
     click.option("--include", multiple=True, help="Only these files (glob or folder, repeatable)."),
@@ -61,6 +65,11 @@ def hash_options(func: F) -> F:
     "--cache/--no-cache", default=False, help="Reuse digests of unchanged files (BASTION_HOME/cache)."
 )
 @click.option("--store/--no-store", default=True, show_default=True, help="Record it in the evidence store.")
+@click.option(
+    "--platform",
+    metavar="OS/ARCH[/VARIANT]",
+    help="image: targets: which image of a multi-platform index (default: the only one).",
+)
 @hash_options
 def attest(
     target: str,
@@ -72,6 +81,7 @@ def attest(
     algorithm: str,
     cache: bool,
     store: bool,
+    platform: str | None,
     include: tuple[str, ...],
     exclude: tuple[str, ...],
     allow_symlinks_outside: bool,
@@ -87,11 +97,13 @@ def attest(
     from bastion.evidence.attest import HashOptions, PredicateKind, ignoring
     from bastion.evidence.attest import attest as make
     from bastion.evidence.hashing import GIT_PATHS, HashSpec, Method, Selection
+    from bastion.evidence.image import choose_platform
     from bastion.evidence.keys import home
     from bastion.evidence.signers import signer_from_uri
     from bastion.evidence.targets import parse_target
 
     parsed = parse_target(target)
+    chosen_platform = image_platform(parsed, platform)
     try:
         spec = HashSpec(Method(serialization), algorithm, shard_size)
     except ValueError:
@@ -106,7 +118,8 @@ def attest(
     options = ignoring(options, parsed, output)
     signer = signer_from_uri(key, get_passphrase)
     chosen = tuple(PredicateKind(p) for p in predicates) or None
-    attestations = make(parsed, signer, chosen, options)
+    with choose_platform(chosen_platform):
+        attestations = make(parsed, signer, chosen, options)
     data = b"".join(a.bundle.to_json() + b"\n" for a in attestations)
     if output is None:
         sys.stdout.buffer.write(data)
@@ -126,3 +139,16 @@ def attest(
                 click.echo(f"stored as {record.id[:16]}", err=True)
         finally:
             evidence.close()
+
+
+def image_platform(target: Target, platform: str | None) -> Platform | None:
+    """``--platform`` parsed; refused for targets other than ``image:``."""
+    from bastion.errors import UsageError
+    from bastion.evidence.image import Platform
+    from bastion.evidence.targets import TargetKind
+
+    if platform is None:
+        return None
+    if target.kind is not TargetKind.IMAGE:
+        raise UsageError(f"--platform applies to image: targets, not {target.uri}")
+    return Platform.parse(platform)

@@ -17,15 +17,24 @@ import click
     type=click.Path(dir_okay=False, path_type=Path),
     help="Write the BOM here (default: stdout).",
 )
-def bom(target: str, output: Path | None) -> None:
+@click.option(
+    "--platform",
+    metavar="OS/ARCH[/VARIANT]",
+    help="image: targets: which image of a multi-platform index (default: the only one).",
+)
+def bom(target: str, output: Path | None, platform: str | None) -> None:
     """Describe TARGET (dir:, file:, git:PATH[@REV], env:[VENV], image:TARBALL, a bare path) as CycloneDX.
 
     To sign it: bastion attest TARGET --predicate bom --key NAME.
     """
+    from bastion.cli.attest import image_platform
     from bastion.evidence.bom import bom_for_target
+    from bastion.evidence.image import choose_platform
     from bastion.evidence.targets import parse_target
 
-    document, subject = bom_for_target(parse_target(target))
+    parsed = parse_target(target)
+    with choose_platform(image_platform(parsed, platform)):
+        document, subject = bom_for_target(parsed)
     text = json.dumps(document, indent=2, sort_keys=True, ensure_ascii=False) + "\n"
     if output is None:
         sys.stdout.write(text)

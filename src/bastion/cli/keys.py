@@ -1,4 +1,4 @@
-"""``bastion keys``: generate, list, show, export, import, rotate, disable keys; sign the trust file."""
+"""``bastion keys``: generate, list, show, export, import, rotate, disable, enable; sign the trust file."""
 
 from __future__ import annotations
 
@@ -14,19 +14,21 @@ if TYPE_CHECKING:
     from bastion.evidence.keys import Keyring
 
 PASSPHRASE_ENV = "BASTION_KEY_PASSPHRASE"  # noqa: S105 - the name of a variable, not a secret
+EXPORT_PASSPHRASE_ENV = "BASTION_EXPORT_PASSPHRASE"  # noqa: S105 - the name of a variable, not a secret
 
 
-def get_passphrase(description: str, *, confirm: bool = False) -> str:
-    """From ``$BASTION_KEY_PASSPHRASE``, else a hidden prompt on a terminal; never echoed or logged."""
+def get_passphrase(description: str, *, confirm: bool = False, env: str = PASSPHRASE_ENV) -> str:
+    """From ``$BASTION_KEY_PASSPHRASE`` (or ``env``), else a hidden prompt on a terminal; never echoed
+    or logged."""
     from bastion.evidence.errors import PassphraseError
 
-    value = os.environ.get(PASSPHRASE_ENV)
+    value = os.environ.get(env)
     if value:
         return value
     if not sys.stdin.isatty():
         raise PassphraseError(
             f"a passphrase is needed for {description} and there is no terminal to ask it on",
-            hint=f"set {PASSPHRASE_ENV}",
+            hint=f"set {env}",
         )
     answer: str = click.prompt(
         f"Passphrase for {description}", hide_input=True, confirmation_prompt=confirm, err=True
@@ -160,6 +162,52 @@ def disable(name: str) -> None:
     info = ring.set_status(name, KeyStatus.DISABLED)
     click.echo(f"disabled {info.name!r} ({info.key_id})")
     _resign_hint(signed)
+
+
+@keys.command()
+@click.argument("name")
+def enable(name: str) -> None:
+    """Re-enable a disabled key (disabled by mistake). A key rotated out, or whose name now has
+    another active key, is not brought back."""
+    from bastion.evidence.keys import Keyring
+
+    ring = Keyring()
+    signed = _signed(ring)
+    info = ring.enable(name)
+    click.echo(f"enabled {info.name!r} ({info.key_id})")
+    if info.expires is not None:
+        click.echo(f"note: it expires (or expired) at {info.expires}", err=True)
+    _resign_hint(signed)
+
+
+@keys.command(name="export-private")
+@click.argument("name")
+@click.option(
+    "--output",
+    "-o",
+    required=True,
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="A new file for the encrypted PEM (never overwritten; mode 0600).",
+)
+def export_private(name: str, output: Path) -> None:
+    """Export NAME's private key as encrypted PKCS#8 PEM (for OpenSSL, another signer, a KMS).
+
+    The key is opened with its passphrase (BASTION_KEY_PASSPHRASE or a prompt) and written under
+    another (BASTION_EXPORT_PASSPHRASE or a prompt); it is never written unencrypted.
+    """
+    from bastion.errors import UsageError
+    from bastion.evidence.keys import Keyring
+
+    ring = Keyring()
+    info = ring.find(name)
+    if output.exists() or output.is_symlink():
+        raise UsageError(f"{output} exists; refusing to overwrite it")
+    passphrase = get_passphrase(f"key {info.name!r}")
+    export_passphrase = get_passphrase(
+        f"the exported copy of {info.name!r}", confirm=True, env=EXPORT_PASSPHRASE_ENV
+    )
+    info = ring.export_private(info.key_id, passphrase, export_passphrase, output)
+    click.echo(f"exported the private key of {info.name!r} ({info.key_id}) to {output}, encrypted", err=True)
 
 
 def _signed(ring: Keyring) -> bool:

@@ -7,8 +7,14 @@ descriptor (or its ``blobs/sha256/<hex>`` name) and each uncompressed layer agai
 ``rootfs.diff_ids``. A mismatch is a result (``Image.mismatches``), not an exception, so ``verify``
 can name the layer; ``attest`` and ``bom`` refuse an image that has any.
 
-Nothing is extracted to disk. Each layer is streamed once (gzip sniffed from its magic bytes, not
-its media type): it is hashed, and the few files a caller asks for (``capture``) are kept in memory
+An index may list several images (a multi-platform image, possibly behind a nested index): one is
+chosen by platform (``os/arch[/variant]``: the ``platform`` argument, else ``choose_platform`` as the
+CLI's ``--platform`` sets it, else ``$BASTION_IMAGE_PLATFORM``); without a choice an index of exactly
+one image is read, and anything else is refused with the list of platforms it offers.
+
+Nothing is extracted to disk. Each layer is streamed once, its compression sniffed from its magic
+bytes, not its media type (gzip; zstd through the optional ``zstandard`` package, in bounded
+memory): it is hashed, and the few files a caller asks for (``capture``) are kept in memory
 up to a size limit, with whiteouts (``.wh.NAME``, ``.wh..wh..opq``) removing what lower layers
 added. Refused with ``TargetError``: member names that are absolute or hold ``..``, symlinks whose
 target leaves the image root, hard links out of the archive, oversize metadata or captured files.
@@ -19,14 +25,18 @@ from __future__ import annotations
 import gzip
 import hashlib
 import json
+import os
 import tarfile
 import zlib
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
-from typing import IO, Any
+from typing import IO, Any, cast
 
 from bastion.core import Digest, Subject
+from bastion.errors import UsageError
 from bastion.evidence.errors import TargetError
 
 MAX_METADATA = 16 * 1024 * 1024  # index, manifest or config JSON
@@ -39,7 +49,73 @@ _INDEX_TYPES = (
     "application/vnd.docker.distribution.manifest.list.v2+json",
 )
 
+_ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
+PLATFORM_ENV = "BASTION_IMAGE_PLATFORM"
+
 Capture = Callable[[str], bool]
+
+
+@dataclass(frozen=True)
+class Platform:
+    """``os/architecture[/variant]`` as OCI image indexes and configs spell it."""
+
+    os: str
+    architecture: str
+    variant: str | None = None
+
+    def __str__(self) -> str:
+        return "/".join(p for p in (self.os, self.architecture, self.variant) if p)
+
+    @classmethod
+    def parse(cls, text: str) -> Platform:
+        parts = text.strip().split("/")
+        if not 2 <= len(parts) <= 3 or not all(parts):
+            raise UsageError(f"platform {text!r} is not os/arch[/variant], e.g. linux/arm64 or linux/arm/v7")
+        return cls(parts[0], parts[1], parts[2] if len(parts) == 3 else None)
+
+    @classmethod
+    def of(cls, data: Any) -> Platform | None:
+        """The platform an index descriptor or an image config names (None if it names none)."""
+        if not isinstance(data, Mapping):
+            return None
+        os_name, arch, variant = data.get("os"), data.get("architecture"), data.get("variant")
+        if not isinstance(os_name, str) or not isinstance(arch, str) or not os_name or not arch:
+            return None
+        return cls(os_name, arch, variant if isinstance(variant, str) and variant else None)
+
+    def matches(self, offered: Platform) -> bool:
+        """Whether an image for ``offered`` is what this (asked-for) platform means.
+
+        No variant asked: any variant of that os/arch. ``arm64`` and ``arm64/v8`` are the same."""
+        if (self.os, self.architecture) != (offered.os, offered.architecture):
+            return False
+        if self.variant is None:
+            return True
+        default = "v8" if self.architecture == "arm64" else None
+        return (self.variant or default) == (offered.variant or default)
+
+
+_CHOSEN: ContextVar[Platform | None] = ContextVar("bastion_image_platform", default=None)
+
+
+@contextmanager
+def choose_platform(platform: Platform | None) -> Iterator[None]:
+    """Within the block, ``read_image`` picks ``platform`` from multi-platform indexes."""
+    token = _CHOSEN.set(platform)
+    try:
+        yield
+    finally:
+        _CHOSEN.reset(token)
+
+
+def chosen_platform(explicit: Platform | None = None) -> Platform | None:
+    """``explicit``, else the block's ``choose_platform``, else ``$BASTION_IMAGE_PLATFORM``."""
+    if explicit is not None:
+        return explicit
+    if _CHOSEN.get() is not None:
+        return _CHOSEN.get()
+    text = os.environ.get(PLATFORM_ENV, "").strip()
+    return Platform.parse(text) if text else None
 
 
 @dataclass(frozen=True)
@@ -49,13 +125,14 @@ class Layer:
     digest: str  # sha256:... of the blob as stored (computed)
     diff_id: str | None  # sha256:... of the uncompressed tar (None: it could not be read)
     compressed: bool
+    compression: str = "none"  # "none", "gzip" or "zstd", as sniffed from the blob's bytes
 
 
 @dataclass(frozen=True)
 class Mismatch:
     """A blob whose bytes do not match the digest that names it."""
 
-    what: str  # "layer 2", "config", "manifest"
+    what: str  # "layer 2", "config", "manifest", "index"
     path: str
     expected: str
     actual: str
@@ -83,13 +160,21 @@ class Image:
     layers: tuple[Layer, ...]
     mismatches: tuple[Mismatch, ...]
     views: tuple[Mapping[str, CapturedFile], ...]  # captured files as seen after each layer
+    platform: str | None = None  # os/arch[/variant] of the manifest chosen from an index
+    index_digest: str | None = None  # the index it was chosen from (None: the layout holds one image)
 
     @property
     def subjects(self) -> tuple[Subject, Subject]:
-        """The image id (config digest) first, then the manifest digest."""
+        """The image id (config digest) first, then the manifest digest.
+
+        A manifest chosen from a multi-image index is named after its platform and that index:
+        ``NAME#manifest?platform=linux/arm64&index=sha256:...``; the digest stays the manifest's."""
+        manifest_name = f"{self.name}#manifest"
+        if self.index_digest is not None:
+            manifest_name += f"?platform={self.platform or 'unknown'}&index={self.index_digest}"
         return (
             Subject(self.name, (Digest.parse(self.config_digest),)),
-            Subject(f"{self.name}#manifest", (Digest.parse(self.manifest_digest),)),
+            Subject(manifest_name, (Digest.parse(self.manifest_digest),)),
         )
 
     def require_intact(self) -> None:
@@ -272,9 +357,29 @@ class _Plan:
     config_digest: str
     layers: tuple[tuple[str, str | None], ...]  # (blob path, expected blob digest)
     mismatches: tuple[Mismatch, ...]
+    platform: str | None = None
+    index_digest: str | None = None
 
 
-def _image_descriptors(archive: _Archive, index: Any, depth: int, found: list[dict[str, Any]]) -> None:
+@dataclass(frozen=True)
+class _Candidate:
+    """An image manifest an index lists, and the index that lists it."""
+
+    descriptor: Mapping[str, Any]
+    platform: Platform | None
+    index_digest: str | None  # the nested index blob's digest (None: listed in index.json itself)
+    annotations: Mapping[str, Any]  # its own, else those of the index descriptor that led to it
+
+
+def _image_descriptors(
+    archive: _Archive,
+    index: Any,
+    depth: int,
+    index_digest: str | None,
+    found: list[_Candidate],
+    mismatches: list[Mismatch],
+    inherited: Mapping[str, Any],
+) -> None:
     if depth > _MAX_NESTING or not isinstance(index, dict) or not isinstance(index.get("manifests"), list):
         raise TargetError(f"{archive.where}: index.json is not an OCI image index")
     for descriptor in index["manifests"]:
@@ -283,23 +388,92 @@ def _image_descriptors(archive: _Archive, index: Any, depth: int, found: list[di
         platform = descriptor.get("platform")
         if isinstance(platform, dict) and platform.get("os") == "unknown":
             continue  # buildx attestation manifests, not images
+        own = descriptor.get("annotations")
+        annotations = own if isinstance(own, dict) and _ref_name(own) else inherited
         if descriptor.get("mediaType") in _INDEX_TYPES:
             path = _blob_path(descriptor.get("digest"), archive.where)
-            _image_descriptors(archive, _json(archive, path), depth + 1, found)
+            data = archive.read(path)
+            if _sha256(data) != descriptor["digest"]:
+                mismatches.append(Mismatch("index", path, descriptor["digest"], _sha256(data)))
+            try:
+                nested = json.loads(data)
+            except (ValueError, UnicodeDecodeError):
+                raise TargetError(f"{archive.where}: {path} is not JSON") from None
+            digest = str(descriptor["digest"])
+            _image_descriptors(archive, nested, depth + 1, digest, found, mismatches, annotations)
         else:
-            found.append(descriptor)
+            found.append(_Candidate(descriptor, Platform.of(platform), index_digest, annotations))
 
 
-def _oci_plan(archive: _Archive, fallback: str) -> _Plan:
-    descriptors: list[dict[str, Any]] = []
-    _image_descriptors(archive, _json(archive, "index.json"), 0, descriptors)
-    if len(descriptors) != 1:
+def _ref_name(annotations: Mapping[str, Any]) -> str | None:
+    for key in ("io.containerd.image.name", "org.opencontainers.image.ref.name"):
+        if isinstance(annotations.get(key), str) and annotations[key]:
+            return str(annotations[key])
+    return None
+
+
+def _describe(candidates: list[_Candidate]) -> str:
+    return ", ".join(
+        str(c.platform) if c.platform else f"(no platform) {c.descriptor.get('digest')}" for c in candidates
+    )
+
+
+def _choose(candidates: list[_Candidate], platform: Platform | None, where: str) -> _Candidate:
+    """The one image the caller means; a ``TargetError`` listing what is on offer otherwise."""
+    hint = "choose one with --platform os/arch[/variant] (or BASTION_IMAGE_PLATFORM)"
+    if not candidates:
+        raise TargetError(f"{where} holds no image manifest")
+    if platform is None:
+        if len(candidates) == 1:
+            return candidates[0]
         raise TargetError(
-            f"{archive.where} holds {len(descriptors)} images; Bastion reads a layout with exactly one",
-            hint="export a single platform (docker save IMAGE, or skopeo copy --override-arch)",
+            f"{where} holds {len(candidates)} images, for platforms: {_describe(candidates)}", hint=hint
         )
-    descriptor = descriptors[0]
+    matching = [c for c in candidates if c.platform is not None and platform.matches(c.platform)]
+    if len(matching) == 1:
+        return matching[0]
+    if not matching and len(candidates) == 1 and candidates[0].platform is None:
+        return candidates[0]  # the index does not say: the config is checked against the platform instead
+    if not matching:
+        raise TargetError(
+            f"{where} has no image for platform {platform}; it offers: {_describe(candidates)}", hint=hint
+        )
+    raise TargetError(
+        f"{where} holds {len(matching)} images for platform {platform}: {_describe(matching)}",
+        hint="name the variant too (os/arch/variant)",
+    )
+
+
+def _check_config_platform(config: Mapping[str, Any], platform: Platform | None, where: str) -> None:
+    if platform is None:
+        return
+    actual = Platform.of(config)
+    if actual is None:
+        raise TargetError(f"{where}: the image config names no platform, so it cannot be {platform}")
+    if actual.variant is None:  # configs often leave the variant out: the index said it already
+        platform = Platform(platform.os, platform.architecture)
+    if not platform.matches(actual):
+        raise TargetError(f"{where} is an image for {actual}, not {platform}")
+
+
+def _oci_plan(archive: _Archive, fallback: str, platform: Platform | None) -> _Plan:
+    candidates: list[_Candidate] = []
     mismatches: list[Mismatch] = []
+    index_bytes = archive.read("index.json")
+    try:
+        top = json.loads(index_bytes)
+    except (ValueError, UnicodeDecodeError):
+        raise TargetError(f"{archive.where}: index.json is not JSON") from None
+    _image_descriptors(archive, top, 0, None, candidates, mismatches, {})
+    distinct: dict[str, _Candidate] = {}
+    for candidate in candidates:  # one image under several tags is listed once per tag
+        distinct.setdefault(str(candidate.descriptor.get("digest")), candidate)
+    candidates = list(distinct.values())
+    chosen = _choose(candidates, platform, archive.where)
+    descriptor = chosen.descriptor
+    index_digest = None  # one image in the layout: nothing was chosen, the subjects stay as they were
+    if len(candidates) > 1:  # chosen from the innermost index blob, else from index.json itself
+        index_digest = chosen.index_digest or _sha256(index_bytes)
     manifest_path = _blob_path(descriptor.get("digest"), archive.where)
     manifest_bytes = archive.read(manifest_path)
     if _sha256(manifest_bytes) != descriptor["digest"]:
@@ -315,25 +489,24 @@ def _oci_plan(archive: _Archive, fallback: str) -> _Plan:
     config_bytes = archive.read(config_path)
     if _sha256(config_bytes) != config_descriptor["digest"]:
         mismatches.append(Mismatch("config", config_path, config_descriptor["digest"], _sha256(config_bytes)))
-    annotations = descriptor.get("annotations")
-    name = fallback
-    if isinstance(annotations, dict):
-        for key in ("io.containerd.image.name", "org.opencontainers.image.ref.name"):
-            if isinstance(annotations.get(key), str) and annotations[key]:
-                name = annotations[key]
-                break
+    config = _config(config_bytes, archive.where)
+    _check_config_platform(config, platform, archive.where)
+    name = _ref_name(chosen.annotations) or fallback
+    chosen_platform = chosen.platform or Platform.of(config)
     return _Plan(
         name,
         "oci",
         str(descriptor["digest"]),
-        _config(config_bytes, archive.where),
+        config,
         _sha256(config_bytes),
         layers,
         tuple(mismatches),
+        str(chosen_platform) if index_digest is not None and chosen_platform else None,
+        index_digest,
     )
 
 
-def _docker_plan(archive: _Archive, fallback: str) -> _Plan:
+def _docker_plan(archive: _Archive, fallback: str, platform: Platform | None) -> _Plan:
     raw = archive.read("manifest.json")
     try:
         entries = json.loads(raw)
@@ -360,11 +533,13 @@ def _docker_plan(archive: _Archive, fallback: str) -> _Plan:
         layers.append((path, _named_digest(path) if path.startswith("blobs/") else None))
     tags = entry.get("RepoTags")
     name = tags[0] if isinstance(tags, list) and tags and isinstance(tags[0], str) else fallback
+    config = _config(config_bytes, archive.where)
+    _check_config_platform(config, platform, archive.where)
     return _Plan(
         name,
         "docker-save",
         _sha256(raw),
-        _config(config_bytes, archive.where),
+        config,
         _sha256(config_bytes),
         tuple(layers),
         tuple(mismatches),
@@ -387,10 +562,11 @@ def _config(data: bytes, where: str) -> Mapping[str, Any]:
 class _Tee:
     """A read-only stream that hashes what passes through it; ``head`` bytes are replayed first."""
 
-    def __init__(self, stream: IO[bytes] | gzip.GzipFile) -> None:
+    def __init__(self, stream: IO[bytes] | gzip.GzipFile | _Tee) -> None:
         self._stream = stream
         self.hasher = hashlib.sha256()
         self._head = b""
+        self.observer: Callable[[bytes], None] | None = None  # also sees every new byte
 
     def sniff(self, count: int) -> bytes:
         self._head = self._stream.read(count)
@@ -404,6 +580,8 @@ class _Tee:
             return head[:size]
         more = self._stream.read(-1 if size is None or size < 0 else size - len(head))
         self.hasher.update(more)
+        if self.observer is not None:
+            self.observer(more)
         return head + more
 
     def seek(self, offset: int, /) -> int:
@@ -415,23 +593,120 @@ class _Tee:
             pass
 
 
+class _ZstdFrames:
+    """Walks zstd frame and block headers (RFC 8878) as the compressed bytes pass by, to tell a
+    complete stream from one cut short: zstandard's stream reader ends quietly at a truncation."""
+
+    def __init__(self) -> None:
+        self._state = "magic"
+        self._need = 4  # header bytes to collect in this state
+        self._buf = b""
+        self._skip = 0  # payload bytes to pass over before the next header
+        self._checksum = False
+        self.error: str | None = None
+
+    @property
+    def complete(self) -> bool:
+        return self.error is None and self._state == "magic" and not self._buf and not self._skip
+
+    def feed(self, data: bytes) -> None:
+        pos, end = 0, len(data)
+        while pos < end and self.error is None:
+            if self._skip:
+                step = min(self._skip, end - pos)
+                self._skip -= step
+                pos += step
+                continue
+            take = min(self._need - len(self._buf), end - pos)
+            self._buf += data[pos : pos + take]
+            pos += take
+            if len(self._buf) == self._need:
+                header, self._buf = self._buf, b""
+                self._header(header)
+
+    def _header(self, header: bytes) -> None:
+        if self._state == "magic":
+            if header == _ZSTD_MAGIC:
+                self._state, self._need = "descriptor", 1
+            elif _is_zstd(header):
+                self._state, self._need = "skippable", 4
+            else:
+                self.error = "bytes after a zstd frame are not another frame"
+        elif self._state == "skippable":
+            self._skip = int.from_bytes(header, "little")
+            self._state, self._need = "magic", 4
+        elif self._state == "descriptor":
+            descriptor = header[0]
+            single_segment = descriptor >> 5 & 1
+            if descriptor & 0x08:
+                self.error = "a zstd frame header sets its reserved bit"
+            self._checksum = bool(descriptor >> 2 & 1)
+            window = 0 if single_segment else 1
+            dictionary = (0, 1, 2, 4)[descriptor & 3]
+            content_size = (single_segment, 2, 4, 8)[descriptor >> 6]
+            self._skip = window + dictionary + content_size
+            self._state, self._need = "block", 3
+        else:
+            block = int.from_bytes(header, "little")
+            kind, size = block >> 1 & 3, block >> 3
+            if kind == 3:
+                self.error = "a zstd block has the reserved type"
+            self._skip = 1 if kind == 1 else size  # an RLE block stores its one byte
+            if block & 1:  # the frame's last block, then its checksum
+                self._skip += 4 if self._checksum else 0
+                self._state, self._need = "magic", 4
+
+
 def _drop(view: dict[str, CapturedFile], prefix: str, below: int, *, itself: bool) -> None:
     for path in [p for p, f in view.items() if f.layer < below]:
         if (itself and path == prefix) or path.startswith(prefix + "/") or not prefix:
             del view[path]
 
 
+def _is_zstd(magic: bytes) -> bool:
+    """A zstd frame, or a skippable frame (0x184D2A5?) such as zstd:chunked layers may carry."""
+    skippable = len(magic) == 4 and magic[1:] == b"\x2a\x4d\x18" and magic[0] & 0xF0 == 0x50
+    return magic == _ZSTD_MAGIC or skippable
+
+
+def _zstd_reader(raw: _Tee, label: str) -> tuple[IO[bytes], tuple[type[Exception], ...]]:
+    """A bounded-memory stream of the decompressed layer, and the error zstandard raises."""
+    try:
+        import zstandard
+    except ImportError:
+        raise TargetError(
+            f"{label} is zstd-compressed, and reading it needs the 'zstandard' package",
+            hint="pip install 'bastion-mlsecops[zstd]'",
+        ) from None
+    reader = zstandard.ZstdDecompressor().stream_reader(
+        cast(IO[bytes], raw), read_across_frames=True, closefd=False
+    )
+    return reader, (zstandard.ZstdError,)
+
+
 def _read_layer(
     stream: IO[bytes], index: int, label: str, capture: Capture, view: dict[str, CapturedFile]
-) -> tuple[str, str | None, bool, str | None]:
-    """Stream one layer blob: (blob digest, diff id, compressed, parse error)."""
+) -> tuple[str, str | None, str, str | None]:
+    """Stream one layer blob: (blob digest, diff id, compression, parse error)."""
     raw = _Tee(stream)
     magic = raw.sniff(4)
-    if magic.startswith(b"\x28\xb5\x2f\xfd"):
-        raw.drain()
-        raise TargetError(f"{label} is zstd-compressed; Bastion reads plain and gzip layers only")
-    compressed = magic.startswith(b"\x1f\x8b")
-    diff = _Tee(gzip.GzipFile(fileobj=raw, mode="rb")) if compressed else raw
+    errors: tuple[type[Exception], ...] = (tarfile.TarError, OSError, EOFError, zlib.error)
+    diff: _Tee
+    frames: _ZstdFrames | None = None
+    if magic.startswith(b"\x1f\x8b"):
+        compression = "gzip"
+        diff = _Tee(gzip.GzipFile(fileobj=raw, mode="rb"))
+    elif _is_zstd(magic):
+        compression = "zstd"
+        reader, zstd_errors = _zstd_reader(raw, label)
+        errors += zstd_errors
+        diff = _Tee(reader)
+        frames = _ZstdFrames()
+        frames.feed(magic)
+        raw.observer = frames.feed
+    else:
+        compression = "none"
+        diff = raw
     error: str | None = None
     try:
         with tarfile.open(fileobj=diff, mode="r|") as tar:  # type: ignore[call-overload]
@@ -439,14 +714,17 @@ def _read_layer(
                 tar.members.clear()  # stream mode would otherwise keep every header in memory
                 _member(tar, member, index, label, capture, view)
         diff.drain()
-    except (tarfile.TarError, OSError, EOFError, zlib.error) as exc:
-        error = f"{label} is not a readable tar layer: {exc}"
+    except errors as exc:
+        kind = f"{compression} " if compression != "none" else ""
+        error = f"{label} is not a readable {kind}tar layer (corrupt or truncated?): {exc}"
     raw.drain()
+    if frames is not None and not frames.complete and error is None:
+        error = f"{label} is a broken zstd stream: {frames.error or 'it ends inside a frame (truncated)'}"
     blob = "sha256:" + raw.hasher.hexdigest()
-    if not compressed:
-        return blob, blob, compressed, error  # the blob is the tar: its digest is the diff id
+    if compression == "none":
+        return blob, blob, compression, error  # the blob is the tar: its digest is the diff id
     diff_id = None if error else "sha256:" + diff.hasher.hexdigest()
-    return blob, diff_id, compressed, error
+    return blob, diff_id, compression, error
 
 
 def _member(
@@ -486,16 +764,19 @@ def _member(
         view[name] = CapturedFile(name, view[target].data, index)
 
 
-def read_image(path: Path, capture: Capture | None = None) -> Image:
-    """Parse and check the image at ``path``; keep the layer files ``capture`` selects."""
+def read_image(path: Path, capture: Capture | None = None, *, platform: Platform | None = None) -> Image:
+    """Parse and check the image at ``path``; keep the layer files ``capture`` selects.
+
+    ``platform``: which image of a multi-platform index (default: see ``chosen_platform``)."""
     wanted: Capture = capture or (lambda _name: False)
+    platform = chosen_platform(platform)
     archive: _Archive = _DirArchive(path) if path.is_dir() else _TarArchive(path)
     try:
         fallback = path.resolve().name
         if archive.exists("index.json"):
-            plan = _oci_plan(archive, fallback)
+            plan = _oci_plan(archive, fallback, platform)
         elif archive.exists("manifest.json"):
-            plan = _docker_plan(archive, fallback)
+            plan = _docker_plan(archive, fallback, platform)
         else:
             raise TargetError(
                 f"{path} is neither a docker save tarball nor an OCI layout (no index.json or manifest.json)"
@@ -511,7 +792,7 @@ def read_image(path: Path, capture: Capture | None = None) -> Image:
         for index, (blob_path, expected) in enumerate(plan.layers):
             label = f"layer {index}"
             with archive.open(blob_path) as stream:
-                digest, diff_id, compressed, error = _read_layer(stream, index, label, wanted, view)
+                digest, diff_id, compression, error = _read_layer(stream, index, label, wanted, view)
             if expected is not None and digest != expected:
                 mismatches.append(Mismatch(label, blob_path, expected, digest))
             elif diff_id is not None and diff_id != diff_ids[index]:
@@ -520,7 +801,7 @@ def read_image(path: Path, capture: Capture | None = None) -> Image:
                 )
             elif error is not None:
                 raise TargetError(error)
-            layers.append(Layer(index, blob_path, digest, diff_id, compressed))
+            layers.append(Layer(index, blob_path, digest, diff_id, compression != "none", compression))
             views.append(dict(view))
     finally:
         archive.close()
@@ -533,4 +814,6 @@ def read_image(path: Path, capture: Capture | None = None) -> Image:
         layers=tuple(layers),
         mismatches=tuple(mismatches),
         views=tuple(views),
+        platform=plan.platform,
+        index_digest=plan.index_digest,
     )

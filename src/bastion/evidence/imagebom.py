@@ -8,6 +8,9 @@ Read from the image's layers (see ``bastion.evidence.image``), never from a runn
 * Python: every ``site-packages`` / ``dist-packages`` ``*.dist-info/METADATA``, as
   ``pkg:pypi/NAME@VERSION`` with the SHA-256 of its ``RECORD``.
 
+Layers may be plain, gzip or zstd tars. For an image chosen from a multi-platform index, the
+container component names the index (``bastion:index-digest``) and the platform (``bastion:platform``).
+
 Each component names (property ``bastion:layer``) the digest of the layer that added it: for OS
 packages the lowest layer from which that exact package version has been present, for Python
 distributions the layer holding its surviving METADATA. Whiteouts remove what lower layers added.
@@ -25,7 +28,7 @@ from urllib.parse import quote
 from bastion.core import Subject
 from bastion.evidence.bom import cyclonedx_document, distribution_component
 from bastion.evidence.canonical import canonical_json
-from bastion.evidence.image import CapturedFile, Image, read_image
+from bastion.evidence.image import CapturedFile, Image, Platform, read_image
 
 DPKG_STATUS = "var/lib/dpkg/status"
 APK_INSTALLED = "lib/apk/db/installed"
@@ -195,16 +198,22 @@ def _python_components(image: Image) -> list[dict[str, Any]]:
     return components
 
 
-def image_bom(path: Path) -> tuple[dict[str, Any], tuple[Subject, Subject]]:
-    """The BOM of the image at ``path`` and its subjects (image id, manifest digest)."""
-    image = read_image(path, wanted)
+def image_bom(path: Path, platform: Platform | None = None) -> tuple[dict[str, Any], tuple[Subject, Subject]]:
+    """The BOM of the image at ``path`` and its subjects (image id, manifest digest).
+
+    ``platform`` picks one image of a multi-platform index (see ``read_image``)."""
+    image = read_image(path, wanted, platform=platform)
     image.require_intact()
     subjects = image.subjects
     properties = [
         {"name": "bastion:image-id", "value": image.config_digest},
         {"name": "bastion:manifest-digest", "value": image.manifest_digest},
         {"name": "bastion:layout", "value": image.layout},
-    ] + [{"name": f"bastion:layer:{layer.index}", "value": layer.digest} for layer in image.layers]
+    ]
+    if image.index_digest is not None:  # chosen from a multi-image index: say which, and for what
+        properties.append({"name": "bastion:index-digest", "value": image.index_digest})
+        properties.append({"name": "bastion:platform", "value": image.platform or "unknown"})
+    properties += [{"name": f"bastion:layer:{layer.index}", "value": layer.digest} for layer in image.layers]
     container: dict[str, Any] = {
         "type": "container",
         "bom-ref": "image",

@@ -10,6 +10,10 @@ A key id is the SHA-256 of the key's SubjectPublicKeyInfo PEM, hex: the same val
 model-signing writes as the bundle's ``publicKey.hint``, so one identifier works in both tools.
 Statuses: ``active`` (signs and verifies), ``retired`` (replaced by ``keys rotate``: verifies old
 evidence, no longer signs), ``disabled`` (compromised or revoked: nothing it signed verifies).
+``enable`` undoes a mistaken ``disable``, but never brings back a key whose name has moved on to
+another active key. ``export_private`` writes a private key only encrypted: PKCS#8 PEM under PBES2
+(PBKDF2-HMAC-SHA256, ``EXPORT_PBKDF2_ROUNDS`` rounds, AES-256-CBC), which OpenSSL and
+``cryptography`` open, to a new file of mode 0600.
 """
 
 from __future__ import annotations
@@ -41,6 +45,7 @@ if TYPE_CHECKING:
 TRUST_VERSION = 1
 SCRYPT_N = 2**17  # 128 MiB, ~0.3 s: OWASP guidance for scrypt (N=2^17, r=8, p=1)
 SEALED_FORMAT = "bastion-sealed-key-v1"
+EXPORT_PBKDF2_ROUNDS = 600_000  # OWASP guidance for PBKDF2-HMAC-SHA256 (OpenSSL's default is 2,048)
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 SCOPES = ("*", "dir", "file", "env", "git", "image", "trust")  # trust: signs only the trust file
 
@@ -280,6 +285,56 @@ def is_encrypted(blob: bytes) -> bool:
     )
 
 
+def _der(tag: int, body: bytes) -> bytes:
+    size = len(body)
+    if size < 0x80:
+        return bytes([tag, size]) + body
+    length = size.to_bytes((size.bit_length() + 7) // 8, "big")
+    return bytes([tag, 0x80 | len(length)]) + length + body
+
+
+_OID_PBES2 = bytes.fromhex("06092a864886f70d01050d")  # 1.2.840.113549.1.5.13
+_OID_PBKDF2 = bytes.fromhex("06092a864886f70d01050c")  # 1.2.840.113549.1.5.12
+_OID_HMAC_SHA256 = bytes.fromhex("06082a864886f70d0209")  # 1.2.840.113549.2.9
+_OID_AES256_CBC = bytes.fromhex("060960864801650304012a")  # 2.16.840.1.101.3.4.1.42
+
+
+def encrypted_pkcs8_pem(key: PrivateKey, passphrase: str, *, rounds: int = EXPORT_PBKDF2_ROUNDS) -> bytes:
+    """The private key as an ``ENCRYPTED PRIVATE KEY`` PEM (RFC 5958 / RFC 8018 PBES2).
+
+    Written here rather than with ``BestAvailableEncryption``, whose PBKDF2 runs OpenSSL's 2,048
+    rounds: far too few for a key that leaves the machine."""
+    import base64
+
+    from cryptography.hazmat.primitives import hashes, padding, serialization
+    from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
+    from cryptography.hazmat.primitives.kdf.pbkdf2 import PBKDF2HMAC
+
+    if not passphrase:
+        raise PassphraseError("refusing to export a private key without a passphrase to encrypt it under")
+    plain = key.private_bytes(
+        serialization.Encoding.DER, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    )
+    salt, iv = os.urandom(16), os.urandom(16)
+    secret = PBKDF2HMAC(hashes.SHA256(), 32, salt, rounds).derive(passphrase.encode("utf-8"))
+    padder = padding.PKCS7(128).padder()
+    encryptor = Cipher(algorithms.AES(secret), modes.CBC(iv)).encryptor()
+    sealed = encryptor.update(padder.update(plain) + padder.finalize()) + encryptor.finalize()
+    integer = _der(0x02, rounds.to_bytes((rounds.bit_length() + 8) // 8, "big"))
+    prf = _der(0x30, _OID_HMAC_SHA256 + b"\x05\x00")
+    kdf = _der(0x30, _OID_PBKDF2 + _der(0x30, _der(0x04, salt) + integer + prf))
+    scheme = _der(0x30, _OID_AES256_CBC + _der(0x04, iv))
+    algorithm = _der(0x30, _OID_PBES2 + _der(0x30, kdf + scheme))
+    der = _der(0x30, algorithm + _der(0x04, sealed))
+    text = base64.b64encode(der).decode()
+    lines = [text[i : i + 64] for i in range(0, len(text), 64)]
+    return (
+        "-----BEGIN ENCRYPTED PRIVATE KEY-----\n"
+        + "\n".join(lines)
+        + "\n-----END ENCRYPTED PRIVATE KEY-----\n"
+    ).encode()
+
+
 def load_public_key(pem: bytes, *, source: str) -> PublicKey:
     from cryptography.hazmat.primitives import serialization
 
@@ -455,6 +510,64 @@ class Keyring:
         options.setdefault("scopes", old.scopes)
         new = self.generate(name, passphrase, replace_active=True, **options)
         return replace(old, status=KeyStatus.RETIRED), new
+
+    def enable(self, name_or_id: str) -> KeyInfo:
+        """Make a disabled key active again; refused for keys that were never disabled, and for one
+        whose name has another active key now (it was rotated out or replaced: stays disabled)."""
+        entries = self.entries()
+        disabled = [e for e in entries if e.name == name_or_id and e.status is KeyStatus.DISABLED]
+        if len(disabled) > 1:
+            ids = ", ".join(e.short_id for e in disabled)
+            raise UsageError(
+                f"{len(disabled)} disabled keys are named {name_or_id!r} ({ids})",
+                hint="name one by its key id",
+            )
+        target = disabled[0] if disabled else self.find(name_or_id)
+        if target.status is KeyStatus.RETIRED:
+            raise UsageError(
+                f"key {target.name!r} ({target.short_id}) was retired by rotation, not disabled; "
+                "it still verifies what it signed and is not brought back to sign",
+            )
+        if target.status is KeyStatus.ACTIVE:
+            raise UsageError(f"key {target.name!r} ({target.short_id}) is not disabled")
+        successor = next((e for e in entries if e.name == target.name and e.status is KeyStatus.ACTIVE), None)
+        if successor is not None:
+            raise UsageError(
+                f"key {target.name!r} ({target.short_id}) has been replaced by the active key "
+                f"{successor.short_id}; a rotated-out or replaced key is not re-enabled",
+                hint=f"disable {successor.short_id} first if the old key is to be the active one again",
+            )
+        return self.set_status(target.key_id, KeyStatus.ACTIVE)
+
+    def export_private(
+        self, name_or_id: str, passphrase: str | None, export_passphrase: str, output: Path
+    ) -> KeyInfo:
+        """Write the private key to ``output`` (a new file, mode 0600) as encrypted PKCS#8 PEM."""
+        info = self.find(name_or_id)
+        if info.status is KeyStatus.DISABLED:
+            raise UsageError(
+                f"key {info.name!r} ({info.short_id}) is disabled (compromised or revoked): not exported",
+                hint="if it was disabled by mistake, `bastion keys enable` it first",
+            )
+        if output.exists() or output.is_symlink():
+            raise UsageError(f"{output} exists; refusing to overwrite it")
+        if not export_passphrase:
+            raise PassphraseError("refusing to export a private key without a passphrase to encrypt it under")
+        info, key = self.load_private(info.key_id, passphrase)
+        pem = encrypted_pkcs8_pem(key, export_passphrase)
+        try:
+            fd = os.open(output, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0), 0o600)
+        except FileExistsError:
+            raise UsageError(f"{output} exists; refusing to overwrite it") from None
+        except OSError as exc:
+            raise UsageError(f"cannot create {output}: {exc.strerror}") from None
+        try:
+            with os.fdopen(fd, "wb") as fh:
+                fh.write(pem)
+        except OSError:
+            output.unlink(missing_ok=True)
+            raise
+        return info
 
     def set_status(self, name_or_id: str, status: KeyStatus) -> KeyInfo:
         target = self.find(name_or_id)
