@@ -1,5 +1,6 @@
 """Tabular datasets read as bounded samples: CSV/TSV (dialect sniffed from the content), JSON lines,
-and Parquet when the optional ``pyarrow`` backend is installed (imported only here, only when needed).
+Parquet when the optional ``pyarrow`` backend is installed and Excel workbooks (``.xlsx``) when the
+optional ``openpyxl`` backend is (each imported only here, only when needed).
 
 Each reader yields a header and ``(line, values)`` rows for :func:`pii.classify_columns`. Only the
 first ``max_rows`` rows are read: a big file costs the same as a small one, and the report says how
@@ -149,3 +150,66 @@ def read_parquet(data: memoryview, max_rows: int) -> Table:
     except (pa.ArrowException, OSError) as exc:
         raise FormatError(f"parquet: {exc}") from None
     return Table("parquet", header, rows, False)
+
+
+def looks_like_xlsx(data: memoryview) -> bool:
+    """An Office Open XML workbook: a ZIP whose members include ``xl/workbook.xml`` (content, not name)."""
+    if bytes(data[:4]) != b"PK\x03\x04":
+        return False
+    import zipfile
+
+    try:
+        with zipfile.ZipFile(io.BytesIO(data)) as zf:
+            return "xl/workbook.xml" in zf.namelist()
+    except (zipfile.BadZipFile, OSError, ValueError):
+        return False
+
+
+def read_xlsx(data: memoryview, max_rows: int) -> tuple[list[tuple[str, Table]], bool]:
+    """The worksheets of an ``.xlsx`` workbook as ``(sheet name, table)``, at most ``max_rows`` rows in
+    all; the flag says the budget ran out (later rows or sheets were not read).
+
+    Read in openpyxl's streaming read-only mode: cached cell values, formulas never evaluated, no
+    macros run, external links not kept. Raises ImportError when openpyxl (extra ``excel``) is not
+    installed. The first non-empty row of a sheet is its header; a row's ``line`` is its row number.
+    """
+    import warnings
+    import zipfile
+
+    import openpyxl  # type: ignore[import-untyped,import-not-found,unused-ignore]
+    from openpyxl.utils.exceptions import (  # type: ignore[import-untyped,import-not-found,unused-ignore]
+        InvalidFileException,
+    )
+
+    tables: list[tuple[str, Table]] = []
+    budget = max_rows
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # openpyxl warns about styles and extensions it drops
+            wb = openpyxl.load_workbook(io.BytesIO(data), read_only=True, data_only=True, keep_links=False)
+            try:
+                for ws in wb.worksheets:
+                    header: list[str] | None = None
+                    rows: list[tuple[int | None, list[str]]] = []
+                    truncated = False
+                    for n, values in enumerate(ws.iter_rows(values_only=True), start=1):
+                        cells = ["" if v is None else str(v) for v in values]
+                        if header is None:
+                            if any(c.strip() for c in cells):
+                                header = [c.strip() or f"column {i + 1}" for i, c in enumerate(cells)]
+                            continue
+                        if len(rows) >= budget:
+                            truncated = True
+                            break
+                        if any(c.strip() for c in cells):
+                            rows.append((n, cells))
+                    if header is not None:
+                        budget -= len(rows)
+                        tables.append((str(ws.title), Table("xlsx", header, rows, truncated)))
+                    if budget <= 0 or truncated:
+                        return tables, True
+            finally:
+                wb.close()
+    except (InvalidFileException, zipfile.BadZipFile, KeyError, ValueError, TypeError, OSError) as exc:
+        raise FormatError(f"xlsx: {type(exc).__name__}: {exc}") from None
+    return tables, False

@@ -51,6 +51,8 @@ _RESERVED_DOMAINS = (
 
 
 def is_email(v: str) -> bool:
+    if "@" not in v:
+        return False
     m = _EMAIL.match(v)
     if not m:
         return False
@@ -88,7 +90,7 @@ _TEST_CARDS = frozenset(
 
 
 def is_card(v: str) -> bool:
-    if not _CARD_SHAPE.match(v):
+    if len(v) < 13 or not v[0].isdigit() or not _CARD_SHAPE.match(v):
         return False
     d = v.replace(" ", "").replace("-", "")
     if d in _TEST_CARDS or len(set(d)) < 4 or not _luhn(d):
@@ -115,7 +117,7 @@ _IBAN_SHAPE = re.compile(r"^[A-Z]{2}\d{2}(?: ?[A-Z0-9]){11,30}$")
 
 
 def is_iban(v: str) -> bool:
-    if not _IBAN_SHAPE.match(v):
+    if len(v) < 15 or not v[:2].isupper() or not _IBAN_SHAPE.match(v):
         return False
     s = v.replace(" ", "")
     if _IBAN_LEN.get(s[:2]) != len(s):
@@ -162,6 +164,8 @@ def _dni(v: str) -> bool:
 
 
 def is_national_id(v: str) -> bool:
+    if not 9 <= len(v) <= 21 or not v[0].isalnum():  # shortest (DNI) and longest (spaced NIR) forms
+        return False
     return bool(_SSN.match(v)) or bool(_NINO.match(v)) or _pesel(v) or _nir(v) or _dni(v)
 
 
@@ -170,9 +174,9 @@ _DATEISH = re.compile(r"^\d{1,4}[-/.]\d{1,2}[-/.]\d{1,4}$")
 
 
 def is_phone(v: str, hinted: bool = False) -> bool:
-    if not _PHONE.match(v) or _DATEISH.match(v):
+    if len(v) < 8 or not _PHONE.match(v) or _DATEISH.match(v):
         return False
-    digits = sum(c.isdigit() for c in v)
+    digits = sum(map(str.isdigit, v))
     if not 8 <= digits <= 15:
         return False
     if v.startswith(("+", "00")) or any(c in v for c in " ()-"):
@@ -180,8 +184,18 @@ def is_phone(v: str, hinted: bool = False) -> bool:
     return hinted  # bare digit strings are ids unless the column says phone
 
 
+_OCTET = r"(25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)"
+_IPV4 = re.compile(rf"^{_OCTET}\.{_OCTET}\.{_OCTET}\.{_OCTET}\Z", re.ASCII)  # as ipaddress parses it
+
+
 def is_ip(v: str) -> bool:
-    if not (v[:1].isdigit() or ":" in v) or len(v) > 45:
+    if ":" not in v:  # IPv4 without the ipaddress round trip: this runs on every cell of a dataset
+        m = _IPV4.match(v)
+        if m is None:
+            return False
+        first = int(m.group(1))
+        return not (v in ("0.0.0.0", "255.255.255.255") or first == 127 or 224 <= first <= 239)  # noqa: S104 - compared, not bound
+    if len(v) > 45:
         return False
     try:
         addr = ipaddress.ip_address(v)
@@ -263,6 +277,7 @@ _VALUE_CHECKS: tuple[Check, ...] = (
     (IP, is_ip),
     (PHONE, is_phone),
 )
+_MEMO_SIZE = 4096  # distinct values remembered per column
 COLUMN_THRESHOLD = 0.5  # share of non-empty sampled values that must match for a column to be classified
 
 
@@ -289,28 +304,65 @@ def _column_checks(name: str) -> list[Check]:
     return checks
 
 
+# A necessary condition on one value for each check (the validators' own shape regexes where they
+# have one), searched for once in a whole column (its values joined by newlines): a check that no
+# value can pass is not run on the column at all -- a name column never reaches the card check, an
+# email column never reaches the date parser. (Collecting the matching lines to hand only those to
+# the validators measured slower than this.)
+_SHAPES: dict[str, re.Pattern[str]] = {
+    EMAIL.rule_id: re.compile(_EMAIL.pattern, re.M),
+    CARD.rule_id: re.compile(_CARD_SHAPE.pattern, re.M),
+    IBAN.rule_id: re.compile(_IBAN_SHAPE.pattern, re.M),
+    NATIONAL_ID.rule_id: re.compile(r"\d(?:[ -]*\d){5}"),  # every form has 6+ digits in a row
+    IP.rule_id: re.compile(r"^\d{1,3}\.\d{1,3}\.\d{1,3}\.\d{1,3}$|:", re.M),
+    PHONE.rule_id: re.compile(_PHONE.pattern, re.M),
+    DOB.rule_id: re.compile(r"\d"),
+    NAME.rule_id: re.compile(_PERSON.pattern, re.M),
+    ADDRESS.rule_id: re.compile(r"\d"),
+}
+
+
+def _live_checks(checks: list[Check], blob: str, values: int) -> list[Check]:
+    """The checks that some value of a column (``blob``: its ``values`` joined by newlines) may pass."""
+    if blob.count("\n") != values - 1:  # a multi-line cell: lines are not values, drop nothing
+        return checks
+    return [
+        (r, check) for r, check in checks if (shape := _SHAPES.get(r.rule_id)) is None or shape.search(blob)
+    ]
+
+
 def classify_columns(header: list[str], rows: Iterable[tuple[int | None, list[str]]]) -> list[ColumnHit]:
     """Column-level classification over sampled rows (``(line, values)``); free-text search inside cells."""
+    rows = rows if isinstance(rows, list) else list(rows)
     checks = [_column_checks(h) for h in header]
     non_empty = [0] * len(header)
     counts: dict[tuple[int, str], int] = {}
     first: dict[tuple[int, str], tuple[int | None, str]] = {}
     text_counts: dict[tuple[int, str], int] = {}
-    for line, values in rows:
-        for i, raw in enumerate(values[: len(header)]):
-            v = raw.strip()
-            if not v:
+    for i in range(len(header)):
+        column = [(line, v) for line, values in rows if i < len(values) and (v := values[i].strip())]
+        non_empty[i] = len(column)
+        if not column:
+            continue
+        blob = "\n".join(v for _, v in column)
+        live = _live_checks(checks[i], blob, len(column))
+        free_text = " " in blob or "," in blob
+        # the verdict for a value already seen in the column (labels, names, countries repeat a lot)
+        memo: dict[str, Rule | None] = {}
+        for line, v in column:
+            if v in memo:
+                hit = memo[v]
+            else:
+                hit = next((r for r, check in live if check(v)), None)
+                if len(memo) < _MEMO_SIZE:
+                    memo[v] = hit
+            if hit is not None:
+                key = (i, hit.rule_id)
+                counts[key] = counts.get(key, 0) + 1
+                if key not in first:
+                    first[key] = (line, mask_value(hit.kind, v))
                 continue
-            non_empty[i] += 1
-            matched = False
-            for r, check in checks[i]:
-                if check(v):
-                    key = (i, r.rule_id)
-                    counts[key] = counts.get(key, 0) + 1
-                    first.setdefault(key, (line, mask_value(r.kind, v)))
-                    matched = True
-                    break
-            if not matched and len(v) > 12 and (" " in v or "," in v):
+            if free_text and len(v) > 12 and (" " in v or "," in v):
                 for th in find_pii_text(v):
                     key = (i, th.rule.rule_id)
                     text_counts[key] = text_counts.get(key, 0) + 1

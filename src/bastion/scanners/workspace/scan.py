@@ -71,6 +71,9 @@ def scan_workspace(data: memoryview, loc: Location, ctx: ScanContext, config: Wo
     if len(data) >= 12 and bytes(data[:4]) == b"PAR1" and bytes(data[-4:]) == b"PAR1":
         _scan_parquet(data, loc, ctx, config)
         return
+    if bytes(data[:4]) == b"PK\x03\x04" and datasets.looks_like_xlsx(data):
+        _scan_xlsx(data, loc, ctx, config)
+        return
     head = decode(bytes(data[:65536]))
     if head is None:
         return
@@ -237,6 +240,41 @@ def _scan_parquet(data: memoryview, loc: Location, ctx: ScanContext, config: Wor
         ctx.problem(loc, exc.kind, str(exc))
         return
     _report_table(table, loc, ctx, config, None, truncated=table.truncated, size=len(data))
+
+
+def _scan_xlsx(data: memoryview, loc: Location, ctx: ScanContext, config: WorkspaceConfig) -> None:
+    try:
+        sheets, truncated = datasets.read_xlsx(data, config.max_dataset_rows)
+    except ImportError:
+        reason = "Excel workbook: install the 'excel' extra (openpyxl) to classify it"
+        if config.strict:
+            ctx.problem(loc, ProblemKind.UNSUPPORTED, reason)
+        else:
+            ctx.skip(loc, reason)
+        return
+    except FormatError as exc:
+        ctx.problem(loc, exc.kind, str(exc))
+        return
+    sink = _Sink(loc, ctx, None, config)
+    for sheet, table in sheets:
+        for hit in pii.classify_columns(table.header, table.rows):
+            share = f"{hit.count}/{hit.sampled} sampled values, e.g. {hit.example}"
+            sink.add(
+                hit.rule,
+                f"sheet '{sheet}', column '{hit.column}': {hit.rule.title.lower()} ({share})",
+                None,
+                f"sheet {sheet}, column {hit.column}",
+                count=hit.count,
+            )
+    ctx.mark_scanned(
+        loc,
+        "dataset:xlsx",
+        len(data),
+        rows_sampled=str(sum(len(t.rows) for _, t in sheets)),
+        columns=str(sum(len(t.header) for _, t in sheets)),
+        sheets=str(len(sheets)),
+        sampled="head" if truncated or any(t.truncated for _, t in sheets) else "all",
+    )
 
 
 def _report_table(

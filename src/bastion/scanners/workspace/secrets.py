@@ -91,7 +91,7 @@ GENERIC = rule(
 )
 
 _NAMES_RE = (
-    r"(?:passwd|password|passphrase|pwd|secret|token|api[_-]?key|apikey|access[_-]?key|private[_-]?key"
+    r"(?:passwd|password|passphrase|pass(?![a-z])|pwd|secret|token|api[_-]?key|apikey|access[_-]?key|private[_-]?key"
     r"|client[_-]?secret|auth[_-]?key|authorization|credentials?|signing[_-]?key|encryption[_-]?key"
     r"|master[_-]?key)"
 )
@@ -184,8 +184,10 @@ def _generic_value_ok(name: str, value: str, text: str, end: int) -> bool:
         return False
     if is_placeholder(value) or is_uuid(value) or (is_hash_like(value) and "hash" in name.lower()):
         return False
-    if value.startswith(("/", "./", "../", "~/", "http://", "https://", "file:", "s3://", "gs://")):
+    if value.startswith(("./", "../", "~/", "http://", "https://", "file:", "s3://", "gs://")):
         return False
+    if value.startswith("/") and (len(value) < 30 or "." in value or entropy(value) < 4.5):
+        return False  # a path; a 40-character AWS secret key may start with "/" too
     if value.isdigit() or _CODE_VALUE.match(value):
         return False
     if text[end : end + 1] == "(":

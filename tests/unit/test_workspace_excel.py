@@ -1,0 +1,95 @@
+"""Excel workbooks (``.xlsx``, extra ``excel``): sniffed by content, every sheet classified column by
+column with masked examples, look-alike columns left alone, rows bounded, broken workbooks reported
+as "could not decide", and a missing backend reported as skipped (a problem with ``strict``)."""
+
+from __future__ import annotations
+
+import io
+import sys
+import zipfile
+from pathlib import Path
+
+import pytest
+
+import bastion
+from bastion.core import ProblemKind
+from bastion.scanners.workspace import datasets, scan
+
+openpyxl = pytest.importorskip("openpyxl")
+
+
+def _workbook(path: Path, sheets: dict[str, list[list[object]]]) -> Path:
+    wb = openpyxl.Workbook()
+    wb.remove(wb.active)
+    for title, rows in sheets.items():
+        ws = wb.create_sheet(title)
+        for row in rows:
+            ws.append(row)
+    wb.save(path)
+    return path
+
+
+def _customers(n: int) -> list[list[object]]:
+    rows: list[list[object]] = [["customer_id", "email", "iban", "sha", "revenue"]]
+    for i in range(n):
+        rows.append([10_000 + i, f"anna.{i}@wp.pl", "DE89370400440532013000", f"{i:040x}", 12.5 * i])
+    return rows
+
+
+def test_every_sheet_is_classified_with_masked_examples(tmp_path: Path) -> None:
+    p = _workbook(
+        tmp_path / "crm_export.xlsx",
+        {"Customers": _customers(30), "Notes": [["owner", "comment"], ["Jan Kowalski", "call back"]]},
+    )
+    report = bastion.scan(p, families=["workspace"])
+    got = {(f.rule_id, f.member) for f in report.findings}
+    assert got == {
+        ("BAS-P001", "sheet Customers, column email"),
+        ("BAS-P004", "sheet Customers, column iban"),
+    }
+    text = " ".join(f.message for f in report.findings)
+    assert "anna.0@wp.pl" not in text and "DE89370400440532013000" not in text  # masked
+    (entry,) = report.scanned
+    assert entry.format == "dataset:xlsx"
+
+
+def test_sniffed_by_content_not_by_name(tmp_path: Path) -> None:
+    p = _workbook(tmp_path / "export.dat", {"S": _customers(10)})
+    assert {f.rule_id for f in bastion.scan(p, families=["workspace"]).findings} == {"BAS-P001", "BAS-P004"}
+    plain_zip = tmp_path / "not_a_workbook.xlsx"
+    with zipfile.ZipFile(plain_zip, "w") as zf:
+        zf.writestr("data.csv", "email\n" + "".join(f"a{i}@wp.pl\n" for i in range(10)))
+    assert not datasets.looks_like_xlsx(memoryview(plain_zip.read_bytes()))
+
+
+def test_rows_are_bounded_across_sheets(tmp_path: Path) -> None:
+    buf = io.BytesIO()
+    _workbook(tmp_path / "big.xlsx", {"A": _customers(50), "B": _customers(50)})
+    buf.write((tmp_path / "big.xlsx").read_bytes())
+    sheets, truncated = datasets.read_xlsx(memoryview(buf.getvalue()), max_rows=60)
+    assert truncated and sum(len(t.rows) for _, t in sheets) == 60
+    assert sheets[0][1].rows[0][0] == 2  # row numbers as Excel shows them (row 1 is the header)
+
+
+def test_broken_workbook_is_could_not_decide(tmp_path: Path) -> None:
+    good = _workbook(tmp_path / "good.xlsx", {"S": _customers(5)}).read_bytes()
+    broken = tmp_path / "broken.xlsx"
+    with zipfile.ZipFile(io.BytesIO(good)) as src, zipfile.ZipFile(broken, "w") as dst:
+        for item in src.infolist():
+            data = src.read(item)
+            dst.writestr(item, data[: len(data) // 3] if item.filename.startswith("xl/worksheets") else data)
+    report = bastion.scan(broken, families=["workspace"])
+    assert report.findings == ()
+    assert [p.kind for p in report.problems] == [ProblemKind.MALFORMED]
+
+
+def test_missing_backend_is_skipped_or_strict_problem(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    p = _workbook(tmp_path / "d.xlsx", {"S": _customers(5)})
+    monkeypatch.setitem(sys.modules, "openpyxl", None)  # import fails as when the extra is missing
+    report = bastion.scan(p, families=["workspace"])
+    assert report.findings == () and "excel" in report.skipped[0].reason
+    strict = bastion.scan(p, families=["workspace"], strict=True)
+    assert [pr.kind for pr in strict.problems] == [ProblemKind.UNSUPPORTED]
+    assert scan  # the module under test is importable without openpyxl
