@@ -53,6 +53,13 @@ def test_every_sheet_is_classified_with_masked_examples(tmp_path: Path) -> None:
     assert entry.format == "dataset:xlsx"
 
 
+def test_default_scan_reads_a_workbook_as_a_dataset_not_only_as_a_zip(tmp_path: Path) -> None:
+    p = _workbook(tmp_path / "crm_export.xlsx", {"Customers": _customers(30)})
+    report = bastion.scan(p)  # both families, chosen automatically
+    assert {f.rule_id for f in report.findings} == {"BAS-P001", "BAS-P004"}
+    assert not report.problems
+
+
 def test_sniffed_by_content_not_by_name(tmp_path: Path) -> None:
     p = _workbook(tmp_path / "export.dat", {"S": _customers(10)})
     assert {f.rule_id for f in bastion.scan(p, families=["workspace"]).findings} == {"BAS-P001", "BAS-P004"}

@@ -99,7 +99,7 @@ class Options:
 FAMILIES = ("model", "workspace")
 # Files whose presence at the top of a folder make it a project (workspace checks on by default).
 _PROJECT_MARKERS = (".git", ".gitignore", "pyproject.toml", "setup.py", "setup.cfg", "Pipfile", "Dockerfile")
-_PROJECT_SUFFIXES = (".py", ".ipynb", ".csv", ".env", ".tsv", ".jsonl")
+_PROJECT_SUFFIXES = (".py", ".ipynb", ".csv", ".env", ".tsv", ".jsonl", ".xlsx")
 _NOT_SCANNABLE = ("text file: not a model", "unrecognised binary format: not scanned")
 
 
@@ -196,8 +196,9 @@ def scan_file(path: Path, display: str, options: Options, *, workspace: bool = T
         if options.model:
             dispatch(view, loc, ctx, 0, options)
         # A file judged as a model format is binary: the workspace checks would skip it by content.
+        # An Excel workbook is a zip too, and a dataset for the workspace checks all the same.
         is_model = options.model and any(s.file == loc.file and s.member is None for s in ctx.scanned)
-        if options.workspace is not None and workspace and not is_model:
+        if options.workspace is not None and workspace and (not is_model or _is_workbook(view)):
             _scan_workspace(view, loc, ctx, options)
         elif not options.model:
             ctx.skip(loc, "ignored by .gitignore" if options.workspace is not None else "not scanned")
@@ -210,6 +211,16 @@ def scan_file(path: Path, display: str, options: Options, *, workspace: bool = T
         with contextlib.suppress(BufferError):  # a scanner kept a slice alive; freed with it
             mapped.close()
     return ctx
+
+
+def _is_workbook(view: memoryview) -> bool:
+    """An Excel workbook (a zip that is a dataset). The member name must show in the last MiB, where a
+    zip's central directory is: a model zip with thousands of members is never parsed twice for this."""
+    if bytes(view[:4]) != b"PK\x03\x04" or b"xl/workbook.xml" not in view[-(1 << 20) :].tobytes():
+        return False
+    from bastion.scanners.workspace.datasets import looks_like_xlsx
+
+    return looks_like_xlsx(view)
 
 
 @dataclass(frozen=True)
@@ -442,7 +453,21 @@ def _is_model_file(path: Path) -> bool:
     except OSError:
         return False  # the scan reports it
     formats = sniff(memoryview(head))
+    if Format.ZIP in formats and _is_workbook_file(path):
+        return False  # an Excel workbook: a dataset for the workspace checks
     return all(f not in (Format.TEXT, Format.UNKNOWN, Format.EMPTY) for f in formats) and b"\x00" in head
+
+
+def _is_workbook_file(path: Path) -> bool:
+    try:
+        with path.open("rb") as fh, mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ) as mapped:
+            view = memoryview(mapped)
+            try:
+                return _is_workbook(view)
+            finally:
+                view.release()
+    except (OSError, ValueError):
+        return False
 
 
 def total_size(paths: Iterable[str | os.PathLike[str]]) -> int:

@@ -158,8 +158,10 @@ def looks_like_xlsx(data: memoryview) -> bool:
         return False
     import zipfile
 
+    from bastion.scanners._buffer import ViewReader
+
     try:
-        with zipfile.ZipFile(io.BytesIO(data)) as zf:
+        with zipfile.ZipFile(ViewReader(data)) as zf:  # reads the directory only, never copies the file
             return "xl/workbook.xml" in zf.namelist()
     except (zipfile.BadZipFile, OSError, ValueError):
         return False

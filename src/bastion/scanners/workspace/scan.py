@@ -226,15 +226,19 @@ def _scan_dataset(
     _report_table(table, loc, ctx, config, text, truncated=table.truncated or clipped, size=len(data))
 
 
+def _needs_extra(loc: Location, ctx: ScanContext, config: WorkspaceConfig, reason: str) -> None:
+    """A dataset whose reader is an optional extra that is not installed: skipped, or a problem if strict."""
+    if config.strict:
+        ctx.problem(loc, ProblemKind.UNSUPPORTED, reason)
+    else:
+        ctx.skip(loc, reason)
+
+
 def _scan_parquet(data: memoryview, loc: Location, ctx: ScanContext, config: WorkspaceConfig) -> None:
     try:
         table = datasets.read_parquet(data, config.max_dataset_rows)
     except ImportError:
-        reason = "Parquet dataset: install the 'parquet' extra (pyarrow) to classify it"
-        if config.strict:
-            ctx.problem(loc, ProblemKind.UNSUPPORTED, reason)
-        else:
-            ctx.skip(loc, reason)
+        _needs_extra(loc, ctx, config, "Parquet dataset: install the 'parquet' extra (pyarrow) to read it")
         return
     except FormatError as exc:
         ctx.problem(loc, exc.kind, str(exc))
@@ -246,11 +250,7 @@ def _scan_xlsx(data: memoryview, loc: Location, ctx: ScanContext, config: Worksp
     try:
         sheets, truncated = datasets.read_xlsx(data, config.max_dataset_rows)
     except ImportError:
-        reason = "Excel workbook: install the 'excel' extra (openpyxl) to classify it"
-        if config.strict:
-            ctx.problem(loc, ProblemKind.UNSUPPORTED, reason)
-        else:
-            ctx.skip(loc, reason)
+        _needs_extra(loc, ctx, config, "Excel workbook: install the 'excel' extra (openpyxl) to classify it")
         return
     except FormatError as exc:
         ctx.problem(loc, exc.kind, str(exc))
