@@ -9,13 +9,23 @@ answered (probability vectors as soft targets, labels as one-hot). Reported: fid
 victim on 2,000 held-out natural inputs the attacker never sent), rows answered before the graded response
 blocked the attacker (403), the row count at the first alert, and the level reached; with detection on and
 off, and with output hardening off (raw probabilities) vs rounding to 2 decimals vs noise vs labels only.
+The detector has the victim's training reference (``bastion-reference/v1``: mean, std, covariance and the
+training rows' 99th-percentile Mahalanobis distance), so the out-of-distribution rate is one of its signals.
 
 (b) **Membership inference.** An overfit model (an unregularised MLP on 500 noisy-labelled records), and an
 attacker who holds 500 members and 500 non-members and scores each by the confidence the gateway gives to
 its true label (labels only: 1 if the answer is the true label). The threshold is chosen on one half of the
 records and the advantage (TPR − FPR) measured on the other half, both ways round.
 
-    .venv/bin/python benchmarks/gateway/attacks.py [--budget 2000] [--seed 0]
+(c) **Detection.** Rows answered until the first alarm and until the block, and the signals of the first
+alarm, for each extraction attack with the training reference and without it (the PRADA, duplicate and
+out-of-range signals alone), raw probabilities; and false alarms on benign traffic: ``--benign`` identities
+each sending 2,000 fresh rows of the training distribution through the gateway, and 100 × 2,000 such rows
+fed to the detector in process. Also in process: how far uniform queries get on a dataset without redundant
+features (isotropic within clusters: the harder case for a Mahalanobis test), and the detector's added cost
+per one-row request with and without the reference.
+
+    .venv/bin/python benchmarks/gateway/attacks.py [--budget 2000] [--seed 0] [--benign 10]
 """
 
 from __future__ import annotations
@@ -41,9 +51,9 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.neural_network import MLPClassifier, MLPRegressor
 
 from bastion.gateway.app import build_app
-from bastion.gateway.config import parse_config
+from bastion.gateway.config import Detection, parse_config
 from bastion.gateway.credentials import ApiKeyStore
-from bastion.gateway.detection import Level
+from bastion.gateway.detection import ExtractionDetector, Level, Reference, build_reference
 from bastion.gateway.runtime import Gateway
 from bastion.gateway.server import serve_in_thread
 
@@ -92,24 +102,38 @@ class Served:
             return None
         return np.vstack(out)
 
+    def alarms(self, caller: str = "attacker") -> list[dict[str, Any]]:
+        return [
+            r
+            for r in self.gateway.audit.recent(1000)
+            if r.get("event") == "suspected-extraction" and r.get("caller") == caller
+        ]
+
     def first_alert(self) -> int | None:
-        events = [r for r in self.gateway.audit.recent(1000) if r.get("event") == "suspected-extraction"]
-        return min((int(e["queries"]) for e in events), default=None)
+        return min((int(e["queries"]) for e in self.alarms()), default=None)
 
-    def level(self) -> Level:
-        return self.gateway.detectors["victim"].level("attacker", "victim")
+    def level(self, caller: str = "attacker") -> Level:
+        return self.gateway.detectors["victim"].level(caller, "victim")
 
 
-def gateway_config(root: Path, model: Path, X: np.ndarray, output: dict[str, Any], detect: bool) -> Any:
+BENIGN = tuple(f"user{n}" for n in range(100))
+
+
+def gateway_config(
+    root: Path, model: Path, X: np.ndarray, output: dict[str, Any], detect: bool, reference: bool = True
+) -> Any:
     huge = {"capacity": 1e9, "per_second": 1e9}
+    consumer = {"bindings": [{"role": "model-consumer", "environment": "bench", "models": ["victim"]}]}
+    detection: dict[str, Any] = {"enabled": detect}
+    if reference:  # what the training script writes beside the model; mean and std come from it
+        (root / "victim.reference.json").write_text(json.dumps(build_reference(X)))
+        detection["reference"] = "victim.reference.json"
+    else:
+        detection |= {"mean": X.mean(0).tolist(), "std": X.std(0).tolist()}
     doc = {
         "server": {"environment": "bench", "max_rows": 512},
         "auth": {"api_keys_file": "keys.json"},
-        "identities": {
-            "attacker": {
-                "bindings": [{"role": "model-consumer", "environment": "bench", "models": ["victim"]}]
-            }
-        },
+        "identities": {name: consumer for name in ("attacker", *BENIGN)},
         "limits": {"ip": huge, "identity": huge, "identity_model": huge, "daily_rows": 10**9},
         "audit": {"path": "audit.jsonl"},
         "models": [
@@ -121,7 +145,7 @@ def gateway_config(root: Path, model: Path, X: np.ndarray, output: dict[str, Any
                 "feature_min": -RANGE,
                 "feature_max": RANGE,
                 "output": output,
-                "detection": {"enabled": detect, "mean": X.mean(0).tolist(), "std": X.std(0).tolist()},
+                "detection": detection,
             }
         ],
     }
@@ -135,11 +159,14 @@ def run_attack(
     output: dict[str, Any],
     detect: bool,
     attack: Callable[[Served, httpx.Client], tuple[np.ndarray, np.ndarray]],
+    *,
+    reference: bool = True,
+    identity: str = "attacker",
 ) -> tuple[Served, np.ndarray, np.ndarray]:
     """Serve ``model`` under ``output``/``detect`` on 127.0.0.1 and let ``attack`` query it."""
     run = Path(tempfile.mkdtemp(dir=root))  # a fresh key file and audit log for every run
-    config = gateway_config(run, model, X, output, detect)
-    token = ApiKeyStore(run / "keys.json").create("attacker")[0]
+    config = gateway_config(run, model, X, output, detect, reference)
+    token = ApiKeyStore(run / "keys.json").create(identity)[0]
     gw = Gateway(config)  # closed by the app's lifespan when the server stops
     with serve_in_thread(build_app(config, gateway=gw), config) as url, httpx.Client(timeout=30) as c:
         served = Served(url, token, gw, len(gw.models["victim"].impl.classes))
@@ -217,24 +244,50 @@ def surrogate_fidelity(
     return float(agree.mean())
 
 
-def extraction(root: Path, budget: int, seed: int) -> list[dict[str, Any]]:
+@dataclass
+class Victim:
+    """The victim, its training rows, the attacker's natural pool, the test rows, fresh benign rows."""
+
+    model: Path
+    estimator: Any
+    train: np.ndarray
+    pool: np.ndarray
+    test: np.ndarray
+    benign: np.ndarray
+
+
+def make_victim(root: Path, seed: int, redundant: int = 2) -> Victim:
     X, y = make_classification(
-        n_samples=8000, n_features=8, n_informative=6, n_classes=3, class_sep=1.2, random_state=seed
+        n_samples=8000 + 200_000,
+        n_features=8,
+        n_informative=8 - redundant,
+        n_redundant=redundant,
+        n_classes=3,
+        class_sep=1.2,
+        random_state=seed,
     )
-    train, pool, test = X[:3000], X[3000:6000], X[6000:]
+    train = X[:3000]
     victim = MLPClassifier(hidden_layer_sizes=(32,), max_iter=800, random_state=seed).fit(train, y[:3000])
-    model = root / "victim.joblib"
+    model = root / f"victim{redundant}.joblib"
     joblib.dump(victim, model)
+    return Victim(model, victim, train, X[3000:6000], X[6000:8000], X[8000:])
+
+
+def attacks(v: Victim, budget: int, seed: int) -> dict[str, Callable[[], Any]]:
     rng = np.random.default_rng(seed)
-    seeds = pool[rng.choice(len(pool), 50, replace=False)]
-    lo, hi = train.min(0), train.max(0)
-    attacks = {
-        "natural": lambda: natural(pool, budget),
-        "jbda": lambda: jbda(seeds, train.std(0), budget),
+    seeds = v.pool[rng.choice(len(v.pool), 50, replace=False)]
+    lo, hi = v.train.min(0), v.train.max(0)
+    return {
+        "natural": lambda: natural(v.pool, budget),
+        "jbda": lambda: jbda(seeds, v.train.std(0), budget),
         "uniform": lambda: uniform(lo, hi, budget, np.random.default_rng(seed + 1)),
     }
+
+
+def extraction(v: Victim, root: Path, budget: int, seed: int) -> list[dict[str, Any]]:
+    model, train, victim, test = v.model, v.train, v.estimator, v.test
     rows = []
-    for name, make in attacks.items():
+    for name, make in attacks(v, budget, seed).items():
         for detect in (False, True):
             for label, output in HARDENING.items():
                 served, xs, ys = run_attack(root, model, train, output, detect, make())
@@ -251,6 +304,124 @@ def extraction(root: Path, budget: int, seed: int) -> list[dict[str, Any]]:
                     }
                 )
     return rows
+
+
+# -- (c) detection ------------------------------------------------------------------------------------------
+
+
+def detection(v: Victim, root: Path, budget: int, seed: int, benign: int) -> dict[str, Any]:
+    """Rows until the first alarm and the block per attack, with and without the reference; false alarms."""
+    raw = HARDENING["raw probabilities"]
+    table = []
+    for name, make in attacks(v, budget, seed).items():
+        for reference in (False, True):
+            served, _, _ = run_attack(root, v.model, v.train, raw, True, make(), reference=reference)
+            alarms = served.alarms()
+            table.append(
+                {
+                    "attack": name,
+                    "reference": reference,
+                    "first_alarm": served.first_alert(),
+                    "signals": sorted(set(alarms[0]["signals"])) if alarms else [],
+                    "ood_alarm": min(
+                        (e["queries"] for e in alarms if "ood-queries" in e["signals"]), default=None
+                    ),
+                    "answered": served.answered,
+                    "blocked": served.blocked,
+                    "level": served.level().name.lower(),
+                }
+            )
+    return {
+        "attacks": table,
+        "benign_http": benign_http(v, root, benign),
+        "benign_process": benign_in_process(v, 100),
+        "isotropic": isotropic_uniform(root, budget, seed),
+        "cost": detector_cost(v),
+    }
+
+
+def benign_http(v: Victim, root: Path, identities: int, rows: int = 2000) -> dict[str, Any]:
+    """``identities`` benign callers, each 2,000 fresh rows of the training distribution, via the gateway."""
+    run = Path(tempfile.mkdtemp(dir=root))
+    config = gateway_config(run, v.model, v.train, HARDENING["raw probabilities"], True)
+    store = ApiKeyStore(run / "keys.json")
+    tokens = {name: store.create(name)[0] for name in BENIGN[:identities]}
+    gw = Gateway(config)
+    with serve_in_thread(build_app(config, gateway=gw), config) as url, httpx.Client(timeout=30) as c:
+        for n, token in enumerate(tokens.values()):
+            served = Served(url, token, gw, len(gw.models["victim"].impl.classes))
+            served.ask(c, v.benign[n * rows : (n + 1) * rows])  # a blocked caller stops, and is counted
+        events = [r for r in gw.audit.recent(1000) if r.get("event") == "suspected-extraction"]
+        levels = [gw.detectors["victim"].level(name, "victim") for name in tokens]
+    return {
+        "identities": identities,
+        "rows": identities * rows,
+        "alarmed": len({e["caller"] for e in events}),
+        "ood": sum("ood-queries" in e["signals"] for e in events),
+        "max_level": max(levels).name.lower(),
+    }
+
+
+def benign_in_process(v: Victim, identities: int, rows: int = 2000) -> dict[str, Any]:
+    reference = Reference.from_document(build_reference(v.train), v.train.shape[1])
+    det = ExtractionDetector(Detection(), reference=reference)
+    events = []
+    for n in range(identities):
+        stream = v.benign[n * rows : (n + 1) * rows]
+        for i in range(0, rows, BATCH):
+            events += det.observe(f"user{n}", "victim", stream[i : i + BATCH])
+    checks = identities * ((rows - Detection().min_queries) // Detection().check_every + 1)
+    return {
+        "identities": identities,
+        "rows": identities * rows,
+        "checks": checks,
+        "alarmed": len({e.caller for e in events}),
+        "ood": sum("ood-queries" in e.signals for e in events),
+        "rate": float(np.mean(reference.beyond(v.benign[: identities * rows]))),
+    }
+
+
+def isotropic_uniform(root: Path, budget: int, seed: int) -> dict[str, Any]:
+    """Uniform queries against a dataset with no redundant feature, in process (the same detector)."""
+    v = make_victim(root, seed, redundant=0)
+    reference = Reference.from_document(build_reference(v.train), v.train.shape[1])
+    det = ExtractionDetector(Detection(), reference=reference)
+    rng = np.random.default_rng(seed + 1)
+    x = rng.uniform(v.train.min(0), v.train.max(0), (budget, v.train.shape[1]))
+    events = []
+    for i in range(0, budget, BATCH):
+        events += det.observe("attacker", "victim", x[i : i + BATCH])
+        if det.level("attacker", "victim") is Level.BLOCK:
+            break
+    return {
+        "uniform_rate": float(np.mean(reference.beyond(x))),
+        "natural_rate": float(np.mean(reference.beyond(v.benign[:20_000]))),
+        "ood_alarm": min((e.queries for e in events if "ood-queries" in e.signals), default=None),
+        "block": next((e.queries for e in events if e.level is Level.BLOCK), None),
+    }
+
+
+def detector_cost(v: Victim, requests: int = 20_000, repeats: int = 5) -> dict[str, float]:
+    """In-process µs per one-row ``observe``, with the baseline mean/std only and with the reference;
+    alternated, the fastest of ``repeats`` runs each (the machine is shared)."""
+    reference = Reference.from_document(build_reference(v.train), v.train.shape[1])
+    rows = [v.benign[i : i + 1] for i in range(requests)]
+    best = {"baseline": np.inf, "reference": np.inf}
+    for _ in range(repeats):
+        for label in best:
+            if label == "reference":
+                det = ExtractionDetector(Detection(), reference=reference)
+            else:
+                det = ExtractionDetector(Detection(), mean=v.train.mean(0), std=v.train.std(0))
+            started = time.perf_counter()
+            for i, row in enumerate(rows):
+                det.observe(f"user{i % 4}", "victim", row)
+            best[label] = min(best[label], (time.perf_counter() - started) / requests * 1e6)
+    started = time.perf_counter()
+    for row in rows:
+        reference.beyond(row)
+    best["beyond"] = (time.perf_counter() - started) / requests * 1e6
+    return best
 
 
 # -- (b) membership inference -------------------------------------------------------------------------------
@@ -305,6 +476,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--budget", type=int, default=2000, help="rows each extraction attacker may send")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--benign", type=int, default=10, help="benign identities through the gateway")
     args = parser.parse_args()
     os.environ.setdefault("BASTION_GATEWAY_SECRET", "a" * 64)  # keyed noise; a fixed secret for the bench
     logging.getLogger("bastion.gateway").setLevel(logging.ERROR)
@@ -312,8 +484,10 @@ def main() -> None:
     started = time.perf_counter()
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
-        rows = extraction(root, args.budget, args.seed)
+        victim = make_victim(root, args.seed)
+        rows = extraction(victim, root, args.budget, args.seed)
         mi, (train_acc, test_acc) = membership(root, args.seed)
+        detected = detection(victim, root, args.budget, args.seed, args.benign)
     print(
         f"(a) extraction of an MLP (8 features, 3 classes), budget {args.budget} rows, {BATCH} rows/request"
     )
@@ -339,7 +513,51 @@ def main() -> None:
             f"{r['output']:<18} {r['advantage']:>9.3f} {r['tpr']:>6.2f} {r['fpr']:>6.2f}  "
             f"{r['level'].lower()}"
         )
+    print()
+    print_detection(detected, args.budget)
     print(f"\n{time.perf_counter() - started:.0f} s")
+
+
+def print_detection(d: dict[str, Any], budget: int) -> None:
+    print(f"(c) detection, raw probabilities, budget {budget} rows, {BATCH} rows/request")
+    print(
+        f"{'attack':<8} {'reference':<9} {'1st alarm':>9} {'ood alarm':>9} {'answered':>8} "
+        f"{'level':<12} signals"
+    )
+    for r in d["attacks"]:
+        first = "-" if r["first_alarm"] is None else str(r["first_alarm"])
+        ood = "-" if r["ood_alarm"] is None else str(r["ood_alarm"])
+        answered = f"{r['answered']}{'*' if r['blocked'] else ''}"
+        print(
+            f"{r['attack']:<8} {'yes' if r['reference'] else 'no':<9} {first:>9} {ood:>9} {answered:>8} "
+            f"{r['level']:<12} {', '.join(r['signals']) or '-'}"
+        )
+    print(
+        "  rows answered at the first alarm / the first ood-queries alarm; * = blocked (403) after that many"
+    )
+    h, p = d["benign_http"], d["benign_process"]
+    print(
+        f"benign through the gateway: {h['identities']} identities × 2,000 fresh training-distribution rows "
+        f"({h['rows']} rows): {h['alarmed']} identities alarmed, {h['ood']} ood-queries alarms, "
+        f"highest level {h['max_level']}"
+    )
+    print(
+        f"benign in process: {p['identities']} × 2,000 rows ({p['checks']} checks): "
+        f"{p['alarmed']} identities alarmed, {p['ood']} ood-queries alarms; "
+        f"rows beyond the threshold: {p['rate']:.4f} (training: 0.01)"
+    )
+    iso = d["isotropic"]
+    print(
+        f"no redundant features (in process): uniform rows beyond the threshold {iso['uniform_rate']:.3f}, "
+        f"natural {iso['natural_rate']:.4f}; first ood-queries alarm at {iso['ood_alarm']}, "
+        f"block at {iso['block']}"
+    )
+    c = d["cost"]
+    print(
+        f"detector cost per one-row request, in process (fastest of 5 × 20,000): {c['baseline']:.1f} µs "
+        f"without the reference, {c['reference']:.1f} µs with it (+{c['reference'] - c['baseline']:.1f} µs); "
+        f"Reference.beyond alone {c['beyond']:.1f} µs"
+    )
 
 
 if __name__ == "__main__":

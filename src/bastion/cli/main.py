@@ -25,6 +25,7 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "admission": ("bastion.cli.admission", "admission", "Kubernetes validating admission webhook (HTTPS)."),
     "report": ("bastion.cli.report", "report", "Posture report: ATLAS and NIST AI RMF evidenced or missing."),
     "gateway": ("bastion.cli.gateway", "gateway", "Serve models with auth, limits, audit, theft detection."),
+    "tokens": ("bastion.cli.gateway", "keys", "The gateway's API keys: create (shown once), list, revoke."),
     "audit": ("bastion.cli.audit", "audit", "Verify tamper-evident audit logs."),
     "monitor": ("bastion.cli.monitor", "monitor", "Baselines, data-quality and drift checks, alarms."),
     "advisories": ("bastion.cli.advisories", "advisories", "Import and inspect the offline OSV advisories."),

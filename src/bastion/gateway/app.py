@@ -25,8 +25,8 @@ from urllib.parse import parse_qsl
 
 from bastion.gateway.access import Action, Principal, Role
 from bastion.gateway.config import GatewayConfig, Output, OutputMode
-from bastion.gateway.detection import Level
-from bastion.gateway.errors import HttpError
+from bastion.gateway.detection import ExtractionDetector, Level, SharedLevels, share_levels
+from bastion.gateway.errors import HttpError, LimiterUnavailable
 from bastion.gateway.hardening import harden
 from bastion.gateway.limits import Charge, Quota
 from bastion.gateway.middleware import (
@@ -38,6 +38,7 @@ from bastion.gateway.middleware import (
     authenticate,
     context,
     framing,
+    limiter_down,
     log,
     network_policy,
     read_body,
@@ -160,13 +161,23 @@ def _output_for(model: ServedModel, roles: frozenset[Role]) -> Output:
     return max(overrides, key=lambda o: _RESTRICTIVENESS[o.mode])
 
 
+async def _current(detector: ExtractionDetector, caller: str, model: str) -> Level:
+    """The identity's level, shared across replicas when configured; a store that cannot answer refuses."""
+    if detector.shared is None:
+        return detector.level(caller, model)
+    try:
+        return await detector.current(caller, model)
+    except LimiterUnavailable as exc:
+        raise limiter_down(exc) from None
+
+
 async def _serve(call: Call, rows: Any) -> tuple[ServedModel, list[Any], Level]:
     """Authorise, validate, charge, predict, watch, harden: the one path every prediction takes."""
     gw, ctx, principal = call.gw, call.ctx, call.principal
     model = _model(call, Action.PREDICT)
     name = model.spec.name
     detector = gw.detectors[name]
-    level = detector.level(principal.caller, name)
+    level = await _current(detector, principal.caller, name)
     if level is Level.BLOCK:
         raise HttpError(403, "blocked", "this identity is blocked from this model (suspected extraction)")
     x = model.validate(rows, gw.config.server.max_rows)
@@ -189,8 +200,14 @@ async def _serve(call: Call, rows: Any) -> tuple[ServedModel, list[Any], Level]:
         )
     prediction = await model.infer(x, ctx.request_id)
     events = detector.observe(principal.caller, name, x)
+    if events and detector.shared is not None:
+        try:
+            events = await detector.escalate(events)
+        except LimiterUnavailable as exc:
+            gw.extraction_events(events, ctx)  # the local steps are still recorded
+            raise limiter_down(exc) from None
     gw.extraction_events(events, ctx)
-    level = detector.level(principal.caller, name)
+    level = max(level, detector.level(principal.caller, name))
     if level is Level.BLOCK:
         raise HttpError(403, "blocked", "this identity is blocked from this model (suspected extraction)")
     output = _output_for(model, principal.roles_for(model.spec.environment, name))
@@ -363,6 +380,8 @@ class GatewayApp:
 
     def __init__(self, gateway: Gateway) -> None:
         self.gw = gateway
+        # detection levels shared through Redis where a model asks for it (closed with the app)
+        self.shared_levels: SharedLevels | None = share_levels(gateway.detectors, gateway.config.limits)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http":
@@ -378,9 +397,15 @@ class GatewayApp:
             if message["type"] == "lifespan.startup":
                 await send({"type": "lifespan.startup.complete"})
             elif message["type"] == "lifespan.shutdown":
-                await self.gw.close()  # flushes the audit log
+                await self.close()
                 await send({"type": "lifespan.shutdown.complete"})
                 return
+
+    async def close(self) -> None:
+        """The runtime (flushes the audit log), then the shared detection store."""
+        await self.gw.close()
+        if self.shared_levels is not None:
+            await self.shared_levels.close()
 
     async def _http(self, scope: Scope, receive: Receive, send: Send) -> None:
         gw = self.gw

@@ -87,7 +87,8 @@ class Output(_Strict):
 
 
 class Detection(_Strict):
-    """Per-identity query-stream monitoring (PRADA-style distances, near-duplicates, out-of-range rate)."""
+    """Per-identity query-stream monitoring (PRADA-style distances, near-duplicates, out-of-range rate, and
+    with a training ``reference`` the out-of-distribution rate)."""
 
     enabled: bool = True
     window: Annotated[int, Field(ge=16, le=20_000)] = 2000
@@ -99,6 +100,14 @@ class Detection(_Strict):
     out_of_range_rate: Annotated[float, Field(gt=0, le=1)] = 0.3
     mean: tuple[float, ...] | None = None  # training baseline: scales distances, defines out-of-range
     std: tuple[float, ...] | None = None
+    # bastion-reference/v1 JSON of the training inputs (detection.build_reference): enables ood-queries, and
+    # gives mean/std when those are unset
+    reference: Path | None = None
+    ood_window: Annotated[int, Field(ge=20, le=20_000)] = 500  # recent rows the rate is measured over
+    ood_min_rows: Annotated[int, Field(ge=10)] = 50  # no test on fewer rows
+    ood_tolerance: Annotated[float, Field(ge=1, le=50)] = 2.0  # benign rows may run at this × training rate
+    ood_alpha: Annotated[float, Field(gt=0, le=0.01)] = 1e-6  # one-sided binomial test, per check
+    shared: bool = False  # levels in the limits' Redis, so an escalation on one replica holds on all
 
     @model_validator(mode="after")
     def _baseline(self) -> Detection:
@@ -351,6 +360,8 @@ class GatewayConfig(_Strict):
         for name in [*self.identities, *self.groups]:
             if not _NAME_RE.match(name):
                 raise ValueError(f"bad identity or group name {name!r}")
+        if any(m.detection.shared for m in self.models) and self.limits.backend is not LimitBackend.REDIS:
+            raise ValueError("detection.shared needs limits.backend: redis (the levels live there)")
         return self
 
 
@@ -385,6 +396,9 @@ def _rebase(data: dict[str, Any], base: Path) -> None:
             capture = model.get("capture")
             if isinstance(capture, dict) and "directory" in capture:
                 capture["directory"] = fix(capture["directory"])
+            detection = model.get("detection")
+            if isinstance(detection, dict) and "reference" in detection:
+                detection["reference"] = fix(detection["reference"])
             evidence = model.get("require_evidence")
             if isinstance(evidence, dict):
                 for key in ("bundle", "keyring"):

@@ -12,22 +12,33 @@ to its nearest earlier query (features scaled by the model's baseline when one i
 * **near-duplicate bursts**: many queries within ``duplicate_radius`` of an earlier one (averaging noise away,
   probing one record for membership inference).
 * **out-of-range rate**: many queries more than 4 baseline standard deviations away on some feature.
+* **out-of-distribution rate** (``ood-queries``), when the model has a training reference (``Reference``, a
+  ``bastion-reference/v1`` JSON file written when the model is trained): the fraction of the identity's recent
+  rows whose Mahalanobis distance to the training data exceeds the training rows' own ``quantile`` (99th
+  percentile: about 1% of natural rows). A one-sided binomial test flags a rate significantly above
+  ``ood_tolerance`` times the training rate. Uniform or synthetic queries inside the training box fall mostly
+  off a correlated, anisotropic training distribution; queries drawn from natural data do not, by design.
 
 Each check that flags raises the level one step, ALERT → LABELS_ONLY → THROTTLE → BLOCK, and each step is
-reported as a security event. Levels are sticky for the life of the process.
+reported as a security event. Levels are sticky for the life of the process, or shared by every replica in
+Redis (``SharedLevels``, ``detection.shared``); the query windows are per process.
 """
 
 from __future__ import annotations
 
 import enum
+import math
 import statistics
 from collections import deque
 from dataclasses import dataclass, field
 from functools import lru_cache
+from pathlib import Path
+from typing import Any
 
 import numpy as np
 
-from bastion.gateway.config import Detection
+from bastion.gateway.config import Detection, Limits
+from bastion.gateway.errors import HttpError, ModelRefused
 
 
 class Level(enum.IntEnum):
@@ -52,6 +63,165 @@ def shapiro_francia(values: np.ndarray) -> float:
     m = _normal_scores(int(x.size))
     r = np.corrcoef(x, m)[0, 1]
     return float(r * r)
+
+
+# -- the training reference (out-of-distribution rate) -------------------------------------------------------
+
+REFERENCE_FORMAT = "bastion-reference/v1"
+MAX_REFERENCE_FEATURES = 512  # the covariance is features²; wider models need a PCA reference (not built)
+MAX_REFERENCE_BYTES = 16 << 20
+EIGENVALUE_FLOOR = 1e-9  # of the correlation matrix's largest: directions with no variance stay finite
+_REFERENCE_KEYS = frozenset(
+    {"format", "features", "rows", "quantile", "mean", "std", "covariance", "threshold", "exceedance"}
+)
+
+
+def _whitening(covariance: np.ndarray) -> np.ndarray:
+    """``W`` with ``|(x − mean) W|²`` the squared Mahalanobis distance. It is computed on the correlation
+    matrix (so features on very different scales are treated alike) with its eigenvalues floored, so that a
+    singular covariance — redundant or constant features — makes every step off the training subspace very
+    far, never infinite."""
+    scale = np.sqrt(np.diag(covariance))
+    scale = np.where(scale > 0, scale, 1.0)
+    values, vectors = np.linalg.eigh(covariance / np.outer(scale, scale))
+    floor = max(float(values.max()), 1.0) * EIGENVALUE_FLOOR
+    whitening: np.ndarray = vectors / np.sqrt(np.maximum(values, floor)) / scale[:, None]
+    return whitening
+
+
+@dataclass(frozen=True)
+class Reference:
+    """A model's training inputs, compactly: mean, per-feature std, the whitening of their covariance, and
+    the squared Mahalanobis distance that ``exceedance`` of the training rows exceed."""
+
+    mean: np.ndarray
+    std: np.ndarray
+    whitening: np.ndarray
+    threshold: float  # squared distance
+    exceedance: float
+
+    @property
+    def width(self) -> int:
+        return int(self.mean.size)
+
+    def beyond(self, x: np.ndarray) -> list[bool]:
+        """Per row: is it farther from the training data than the threshold? One product per row."""
+        if x.shape[0] == 1:  # the common case, without the batch machinery
+            one = (x[0] - self.mean) @ self.whitening
+            return [float(one @ one) > self.threshold]
+        u = (x - self.mean) @ self.whitening
+        out: list[bool] = (np.einsum("ij,ij->i", u, u) > self.threshold).tolist()
+        return out
+
+    @classmethod
+    def from_document(cls, doc: Any, width: int | None = None) -> Reference:
+        """Check a ``bastion-reference/v1`` document strictly; ``ValueError`` says what is wrong."""
+        if not isinstance(doc, dict) or doc.get("format") != REFERENCE_FORMAT:
+            raise ValueError(f"not a {REFERENCE_FORMAT} document")
+        if doc.keys() != _REFERENCE_KEYS:
+            extra, missing = sorted(doc.keys() - _REFERENCE_KEYS), sorted(_REFERENCE_KEYS - doc.keys())
+            raise ValueError(f"unknown fields {extra}, missing fields {missing}")
+        d, rows = doc["features"], doc["rows"]
+        if type(d) is not int or not 1 <= d <= MAX_REFERENCE_FEATURES:
+            raise ValueError(f"features must be an integer from 1 to {MAX_REFERENCE_FEATURES}")
+        if width is not None and d != width:
+            raise ValueError(f"it describes {d} features but the model takes {width}")
+        if type(rows) is not int or rows <= d or rows < 20:
+            raise ValueError("rows must be an integer above both the feature count and 20")
+        mean, std = _numbers(doc["mean"], (d,), "mean"), _numbers(doc["std"], (d,), "std")
+        cov = _numbers(doc["covariance"], (d, d), "covariance")
+        quantile, threshold, rate = (_number(doc[k], k) for k in ("quantile", "threshold", "exceedance"))
+        if (std < 0).any():
+            raise ValueError("std must not be negative")
+        scale = max(float(np.abs(cov).max()), np.finfo(float).tiny)
+        if not np.allclose(cov, cov.T, rtol=0, atol=1e-9 * scale) or (np.diag(cov) < 0).any():
+            raise ValueError("covariance must be symmetric with a non-negative diagonal")
+        if np.linalg.eigvalsh(cov).min() < -1e-6 * scale:
+            raise ValueError("covariance is not positive semi-definite")
+        if not 0.5 <= quantile < 1 or not threshold > 0 or not 0 < rate <= 0.5:
+            raise ValueError("need 0.5 <= quantile < 1, threshold > 0 and 0 < exceedance <= 0.5")
+        return cls(mean, std, _whitening(cov), threshold * threshold, rate)
+
+
+def _number(value: Any, name: str) -> float:
+    if type(value) not in (int, float) or not math.isfinite(value):
+        raise ValueError(f"{name} must be a finite number")
+    return float(value)
+
+
+def _numbers(value: Any, shape: tuple[int, ...], name: str) -> np.ndarray:
+    """A nested list of finite JSON numbers of exactly ``shape`` (no bools, no strings)."""
+    rows = value if len(shape) == 2 else [value]
+    if not isinstance(rows, list) or len(rows) != (shape[0] if len(shape) == 2 else 1):
+        raise ValueError(f"{name} must be {' × '.join(map(str, shape))} numbers")
+    for row in rows:
+        if not (isinstance(row, list) and len(row) == shape[-1] and set(map(type, row)) <= {int, float}):
+            raise ValueError(f"{name} must be {' × '.join(map(str, shape))} numbers")
+    out = np.asarray(value, dtype=np.float64)
+    if not np.isfinite(out).all():
+        raise ValueError(f"{name} must be finite")
+    return out
+
+
+def build_reference(x: np.ndarray, *, quantile: float = 0.99) -> dict[str, Any]:
+    """The ``bastion-reference/v1`` document for training inputs ``x`` (rows × features): write it as JSON
+    beside the model (``<model>.reference.json``) and name it in ``detection.reference``."""
+    x = np.asarray(x, dtype=np.float64)
+    if x.ndim != 2 or not np.isfinite(x).all() or x.shape[0] <= max(x.shape[1], 19):
+        raise ValueError("need a finite rows × features array with more rows than features (and 20+)")
+    if not 0.5 <= quantile < 1:
+        raise ValueError("quantile must be in [0.5, 1)")
+    mean = x.mean(axis=0)
+    cov = np.atleast_2d(np.cov(x, rowvar=False))
+    cov = (cov + cov.T) / 2
+    u = (x - mean) @ _whitening(cov)
+    distance = np.sqrt(np.einsum("ij,ij->i", u, u))
+    threshold = float(np.quantile(distance, quantile))
+    exceedance = max(float((distance > threshold).mean()), 1.0 / x.shape[0])
+    return {
+        "format": REFERENCE_FORMAT,
+        "features": int(x.shape[1]),
+        "rows": int(x.shape[0]),
+        "quantile": quantile,
+        "mean": mean.tolist(),
+        "std": x.std(axis=0).tolist(),
+        "covariance": cov.tolist(),
+        "threshold": max(threshold, np.finfo(float).tiny),
+        "exceedance": exceedance,
+    }
+
+
+def load_reference(path: Path, width: int | None = None) -> Reference:
+    """Read and check a reference file (strict JSON, bounded size); ``ModelRefused`` says what is wrong."""
+    from bastion.gateway.wire import loads_strict
+
+    refuse = f"detection reference {path}"
+    try:
+        with path.open("rb") as f:
+            data = f.read(MAX_REFERENCE_BYTES + 1)
+    except OSError as exc:
+        raise ModelRefused(f"{refuse}: cannot read: {exc.strerror}") from None
+    if len(data) > MAX_REFERENCE_BYTES:
+        raise ModelRefused(f"{refuse}: larger than {MAX_REFERENCE_BYTES} bytes")
+    try:
+        return Reference.from_document(loads_strict(data), width)
+    except HttpError as exc:
+        raise ModelRefused(f"{refuse}: {exc.message}") from None
+    except ValueError as exc:
+        raise ModelRefused(f"{refuse}: {exc}") from None
+
+
+@lru_cache(maxsize=4096)
+def critical_count(n: int, p: float, alpha: float) -> int:
+    """The least k with P(Binomial(n, p) >= k) <= alpha: that many rows beyond the threshold out of ``n``
+    reject "this stream exceeds it at rate ``p`` or less" (one-sided, exact)."""
+    k = np.arange(1, n + 1)
+    log_pmf = n * math.log1p(-p) + np.concatenate(
+        [[0.0], np.cumsum(np.log((n - k + 1) / k) + math.log(p / (1 - p)))]
+    )
+    tail = np.cumsum(np.exp(log_pmf)[::-1])[::-1]  # tail[k] = P(X >= k)
+    hits = np.flatnonzero(tail <= alpha)
+    return int(hits[0]) if hits.size else n + 1
 
 
 @dataclass(frozen=True)
@@ -80,6 +250,9 @@ class _Stream:
     distances: deque[float] = field(init=False)
     duplicates: deque[bool] = field(init=False)
     outliers: deque[bool] = field(init=False)
+    ood_window: int = 0
+    ood: deque[bool] = field(init=False)  # per recent row: beyond the training reference's threshold?
+    ood_count: int = 0  # how many of ``ood`` are True
     level: Level = Level.NORMAL
     since_check: int = 0
 
@@ -89,6 +262,13 @@ class _Stream:
         self.distances = deque(maxlen=self.window)
         self.duplicates = deque(maxlen=self.window)
         self.outliers = deque(maxlen=self.window)
+        self.ood = deque(maxlen=max(self.ood_window, 1))
+
+    def note_ood(self, beyond: bool) -> None:
+        if len(self.ood) == self.ood.maxlen:
+            self.ood_count -= self.ood[0]
+        self.ood.append(beyond)
+        self.ood_count += beyond
 
     def history(self) -> tuple[np.ndarray, np.ndarray]:
         """The window's rows, oldest first, and their half squared norms (views)."""
@@ -172,12 +352,26 @@ class ExtractionDetector:
     """Feed every served row through :meth:`observe`; read :meth:`level` before answering."""
 
     def __init__(
-        self, config: Detection, *, mean: np.ndarray | None = None, std: np.ndarray | None = None
+        self,
+        config: Detection,
+        *,
+        mean: np.ndarray | None = None,
+        std: np.ndarray | None = None,
+        reference: Reference | None = None,
     ) -> None:
+        """``reference`` (else ``config.reference``, read here) enables the out-of-distribution rate, and
+        gives the baseline ``mean``/``std`` when those are not set."""
+        if reference is None and config.reference is not None and config.enabled:
+            reference = load_reference(config.reference)
+        if reference is not None and mean is None and std is None:
+            mean, std = reference.mean, reference.std
         self.config = config
+        self.reference = reference
+        self.ood_rate = 0.0 if reference is None else min(0.5, config.ood_tolerance * reference.exceedance)
         self.mean = mean
         self.std = None if std is None else np.where(std > 0, std, 1.0)
         self._streams: dict[tuple[str, str], _Stream] = {}
+        self.shared: SharedLevels | None = None  # set by share_levels when the model's detection is shared
 
     def level(self, caller: str, model: str) -> Level:
         stream = self._streams.get((caller, model))
@@ -189,13 +383,16 @@ class ExtractionDetector:
         key = (caller, model)
         stream = self._streams.get(key)
         if stream is None:
-            stream = self._streams[key] = _Stream(x.shape[1], self.config.window)
+            stream = self._streams[key] = _Stream(
+                x.shape[1], self.config.window, ood_window=self.config.ood_window
+            )
         z = x if self.mean is None or self.std is None else (x - self.mean) / self.std
         n = int(z.shape[0])
         had = stream.size
         halves = 0.5 * np.einsum("ij,ij->i", z, z)
         distances = _nearest(*stream.history(), z, halves, stream.window).tolist()
         outliers = (np.abs(z).max(axis=1) > 4.0).tolist() if self.mean is not None else None
+        beyond = None if self.reference is None else self.reference.beyond(x)
         stream.push(z, halves)
         # bookkeeping row by row (cheap), the statistics only at each check point, as if fed one row at a time
         events: list[Event] = []
@@ -207,6 +404,8 @@ class ExtractionDetector:
                 stream.duplicates.append(d <= radius)
             if outliers is not None:
                 stream.outliers.append(outliers[i])
+            if beyond is not None:
+                stream.note_ood(beyond[i])
             stream.total += 1
             stream.since_check += 1
             if stream.total >= self.config.min_queries and stream.since_check >= self.config.check_every:
@@ -229,7 +428,95 @@ class ExtractionDetector:
         outs = list(stream.outliers)[-self.config.min_queries :]
         if outs and sum(outs) / len(outs) >= self.config.out_of_range_rate:
             signals.append("out-of-range")
+        n = len(stream.ood)
+        if (
+            self.reference is not None
+            and n >= self.config.ood_min_rows
+            and stream.ood_count >= critical_count(n, self.ood_rate, self.config.ood_alpha)
+        ):
+            signals.append("ood-queries")
         if not signals or stream.level is Level.BLOCK:
             return None
         stream.level = Level(stream.level + 1)
         return Event(caller, model, stream.level, tuple(signals), w, stream.total)
+
+    # -- levels shared across replicas ---------------------------------------------------------------------
+    async def current(self, caller: str, model: str) -> Level:
+        """The level to answer under: this process's, or the shared one when higher (one Redis read)."""
+        local = self.level(caller, model)
+        if self.shared is None or local is Level.BLOCK:
+            return local
+        return max(local, await self.shared.get(caller, model))
+
+    async def escalate(self, events: list[Event]) -> list[Event]:
+        """With shared levels, each local step is one step of the shared level (an escalation on any replica
+        holds on all); the events and this process's levels take the shared result."""
+        if self.shared is None:
+            return events
+        out = []
+        for e in events:
+            level = await self.shared.step(e.caller, e.model)
+            stream = self._streams[(e.caller, e.model)]
+            stream.level = max(stream.level, level)
+            out.append(Event(e.caller, e.model, level, e.signals, e.statistic, e.queries))
+        return out
+
+
+_STEP = """
+local v = tonumber(redis.call('GET', KEYS[1]) or '0')
+if v < 4 then v = v + 1 end
+redis.call('SET', KEYS[1], v)
+return v
+"""
+
+
+class SharedLevels:
+    """Each identity's level per model in Redis (``<prefix>det:<model>:<caller>``, no expiry: delete the key
+    to lift a block), shared by every replica. Redis errors raise ``LimiterUnavailable``: fail closed."""
+
+    def __init__(self, url: str, *, prefix: str, timeout_s: float) -> None:
+        import redis.asyncio as aredis
+
+        self.prefix = prefix + "det:"
+        self._client = aredis.Redis.from_url(
+            url, socket_timeout=timeout_s, socket_connect_timeout=timeout_s, retry_on_timeout=False
+        )
+        self._step = self._client.register_script(_STEP)
+        self._timeout = timeout_s * 4
+
+    def key(self, caller: str, model: str) -> str:
+        return f"{self.prefix}{model}:{caller}"  # model names have no ':' so the key is unambiguous
+
+    async def get(self, caller: str, model: str) -> Level:
+        return await self._call(self._client.get(self.key(caller, model)))
+
+    async def step(self, caller: str, model: str) -> Level:
+        return await self._call(self._step(keys=[self.key(caller, model)]))
+
+    async def _call(self, pending: Any) -> Level:
+        import asyncio
+
+        from redis.exceptions import RedisError
+
+        from bastion.gateway.errors import LimiterUnavailable
+
+        try:
+            async with asyncio.timeout(self._timeout):
+                value = await pending
+        except (RedisError, OSError, TimeoutError) as exc:
+            raise LimiterUnavailable(f"detection store unreachable ({type(exc).__name__})") from None
+        return Level(min(max(int(value or 0), 0), Level.BLOCK))
+
+    async def close(self) -> None:
+        await self._client.aclose()
+
+
+def share_levels(detectors: dict[str, ExtractionDetector], limits: Limits) -> SharedLevels | None:
+    """Attach one Redis store to every detector configured ``shared`` (limits' Redis URL and prefix)."""
+    wanted = [d for d in detectors.values() if d.config.enabled and d.config.shared]
+    if not wanted:
+        return None
+    store = SharedLevels(limits.redis_url, prefix=limits.redis_prefix, timeout_s=limits.redis_timeout_s)
+    for detector in wanted:
+        detector.shared = store
+    return store

@@ -182,6 +182,18 @@ def _check_names(spec: ModelSpec, width: int) -> None:
         )
 
 
+def _check_reference(spec: ModelSpec, width: int) -> None:
+    """A configured detection reference must be readable, well formed and as wide as the model."""
+    if spec.detection.reference is None or not spec.detection.enabled:
+        return
+    from bastion.gateway.detection import load_reference
+
+    try:
+        load_reference(spec.detection.reference, width)
+    except ModelRefused as exc:
+        raise ModelRefused(f"model {spec.name!r}: {exc.message}") from None
+
+
 def _copy_hashing(source: Path, dest: Path) -> str:
     digest = hashlib.sha256()
     with source.open("rb") as src, dest.open("xb") as dst:
@@ -238,6 +250,8 @@ def load_model(spec: ModelSpec) -> ServedModel:
     if spec.upstream is not None:  # nothing is loaded: the upstream server holds the model
         from bastion.gateway.upstream import UpstreamModel
 
+        assert spec.features is not None  # the config requires it for an upstream model
+        _check_reference(spec, spec.features)  # before the client exists: a refusal leaves nothing open
         upstream = UpstreamModel(spec)
         _check_names(spec, upstream.n_features)
         lo = _bounds(spec.feature_min, upstream.n_features, "feature_min")
@@ -282,6 +296,7 @@ def load_model(spec: ModelSpec) -> ServedModel:
         shutil.rmtree(workdir, ignore_errors=True)
     width = impl.n_features
     _check_names(spec, width)
+    _check_reference(spec, width)
     return ServedModel(
         spec,
         sha256,
