@@ -46,3 +46,25 @@ def mutations(blob: bytes, n: int = 300) -> list[bytes]:
                 del b[pos:]
         out.append(bytes(b))
     return out
+
+
+def require_service(name: str, port: int) -> None:
+    """PostgreSQL and Redis tests are real tests: when the server does not answer on 127.0.0.1 they fail
+    (``.ci/run`` starts both). ``BASTION_TEST_SKIP_SERVICES=1`` turns that into a skip on a machine
+    without them."""
+    import os
+    import socket
+
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=1):
+            return
+    except OSError:
+        message = f"no {name} server answers on 127.0.0.1:{port} (.ci/run starts it)"
+    if os.environ.get("BASTION_TEST_SKIP_SERVICES") == "1":
+        pytest.skip(message)
+    pytest.fail(message)
+
+
+@pytest.fixture()
+def redis_server() -> None:
+    require_service("Redis", 6379)

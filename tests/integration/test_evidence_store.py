@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import socket
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -16,17 +15,10 @@ from bastion.evidence.errors import BundleFormatError
 from bastion.evidence.keys import Keyring
 from bastion.evidence.store import EvidenceStore
 from bastion.evidence.targets import parse_target
+from tests.conftest import require_service
 from tests.unit.evidence_helpers import make_key, make_model
 
 PG_URL = os.environ.get("BASTION_TEST_DATABASE_URL", "postgresql+pg8000://postgres@127.0.0.1:5432/test")
-
-
-def _pg_answers() -> bool:
-    try:
-        with socket.create_connection(("127.0.0.1", 5432), timeout=1):
-            return True
-    except OSError:
-        return False
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
@@ -34,8 +26,8 @@ def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[EvidenceSt
     if request.param == "sqlite":
         url = f"sqlite:///{tmp_path / 'evidence.db'}"
     else:
-        if not _pg_answers() and "BASTION_TEST_DATABASE_URL" not in os.environ:
-            pytest.skip("no PostgreSQL server answers on 127.0.0.1:5432")
+        if "BASTION_TEST_DATABASE_URL" not in os.environ:
+            require_service("PostgreSQL", 5432)
         url = PG_URL
     evidence = EvidenceStore(url, prefix=f"t{uuid.uuid4().hex[:12]}_")
     try:

@@ -7,7 +7,6 @@ PostgreSQL runs at 127.0.0.1:5432 (trust auth, database ``test``); each test use
 from __future__ import annotations
 
 import json
-import socket
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -25,18 +24,11 @@ from bastion.gateway.audit import GENESIS, chain_hash
 from bastion.gateway.audit_sql import SqlAuditLog, database_url, verify_table
 from bastion.gateway.config import parse_config
 from bastion.gateway.runtime import Gateway
+from tests.conftest import require_service
 from tests.gateway_helpers import base_config, bearer, client, make_setup
 
 PG_URL = "postgresql://postgres@127.0.0.1:5432/test"
 ROW = [0.1, -0.2, 0.3, 0.0, 1.0, -1.0]
-
-
-def _postgres_answers() -> bool:
-    try:
-        socket.create_connection(("127.0.0.1", 5432), timeout=1).close()
-    except OSError:
-        return False
-    return True
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
@@ -47,8 +39,7 @@ def sink(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[tuple[str, 
         db = tmp_path / "audit.db"
         yield f"sqlite:///{db}", table, {"sink": "sqlite", "path": str(db), "table": table}
         return
-    if not _postgres_answers():
-        pytest.skip("no PostgreSQL server at 127.0.0.1:5432")
+    require_service("PostgreSQL", 5432)
     yield PG_URL, table, {"sink": "postgresql", "url": PG_URL, "table": table}
     engine = sa.create_engine(database_url(PG_URL))
     with engine.begin() as conn:

@@ -25,15 +25,6 @@ def anyio_backend() -> str:
     return "asyncio"
 
 
-def _redis_up() -> bool:
-    import redis
-
-    try:
-        return bool(redis.Redis(host="127.0.0.1", port=6379, socket_timeout=0.5).ping())
-    except redis.RedisError:
-        return False
-
-
 def _replica(root: Path, url: str, prefix: str) -> Any:
     X, _ = make_data()
     root.mkdir(parents=True, exist_ok=True)
@@ -45,7 +36,7 @@ def _replica(root: Path, url: str, prefix: str) -> Any:
     return make_setup(root, models=models, limits=limits | {"identity_model": roomy})
 
 
-@pytest.mark.skipif(not _redis_up(), reason="needs the Redis server at 127.0.0.1:6379")
+@pytest.mark.usefixtures("redis_server")
 async def test_an_escalation_on_one_replica_holds_on_the_other(tmp_path: Path) -> None:
     import redis
 
@@ -86,7 +77,7 @@ async def test_an_escalation_on_one_replica_holds_on_the_other(tmp_path: Path) -
         r.close()
 
 
-@pytest.mark.skipif(not _redis_up(), reason="needs the Redis server at 127.0.0.1:6379")
+@pytest.mark.usefixtures("redis_server")
 async def test_steps_from_two_replicas_add_up(tmp_path: Path) -> None:
     """Each replica sees half of the attack; the shared level counts both halves' flagged checks."""
     import redis

@@ -20,15 +20,6 @@ def anyio_backend() -> str:
     return "asyncio"
 
 
-def _redis_up() -> bool:
-    import redis
-
-    try:
-        return bool(redis.Redis(host="127.0.0.1", port=6379, socket_timeout=0.5).ping())
-    except redis.RedisError:
-        return False
-
-
 def _limits(url: str, prefix: str) -> dict[str, Any]:
     return {
         "backend": "redis",
@@ -39,7 +30,7 @@ def _limits(url: str, prefix: str) -> dict[str, Any]:
     }
 
 
-@pytest.mark.skipif(not _redis_up(), reason="needs the Redis server at 127.0.0.1:6379")
+@pytest.mark.usefixtures("redis_server")
 async def test_two_replicas_share_one_budget(tmp_path: Path) -> None:
     prefix = f"bastion-test:{uuid.uuid4().hex}:"
     (tmp_path / "a").mkdir()
