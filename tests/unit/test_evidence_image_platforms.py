@@ -269,10 +269,11 @@ def test_platform_option_on_the_commands(
         "attest", f"image:{tarball}", "--platform", "linux/arm64", "--key", "ci", "-o", str(bundle)
     )
     assert code == 0, err
+    verify = ("verify", f"image:{tarball}", "--bundle", str(bundle))
+    assert bastion(*verify, "--platform", "linux/arm64")[0] == 0
+    assert bastion(*verify, "--platform", "linux/amd64")[0] == 1  # another image than the one signed
     monkeypatch.setenv("BASTION_IMAGE_PLATFORM", "linux/arm64")
-    assert bastion("verify", f"image:{tarball}", "--bundle", str(bundle))[0] == 0
-    monkeypatch.setenv("BASTION_IMAGE_PLATFORM", "linux/amd64")
-    assert bastion("verify", f"image:{tarball}", "--bundle", str(bundle))[0] == 1
+    assert bastion(*verify)[0] == 0
     monkeypatch.delenv("BASTION_IMAGE_PLATFORM")
     # --platform is for image: targets, and must look like os/arch
     (tmp_path / "model").mkdir()

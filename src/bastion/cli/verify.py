@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 
 import click
 
-from bastion.cli.attest import hash_options
+from bastion.cli.attest import hash_options, image_platform
 
 _VERDICT = "https://github.com/bastion-mlsecops/bastion/policy-verdict/v1"  # verdicts are not evidence
 
@@ -55,6 +55,11 @@ if TYPE_CHECKING:
     metavar="KEY_ID",
     help="Refuse a trust file not signed by this root key (default: $BASTION_TRUST_ROOT).",
 )
+@click.option(
+    "--platform",
+    metavar="OS/ARCH[/VARIANT]",
+    help="image: targets: which image of a multi-platform index (default: the only one).",
+)
 @hash_options
 def verify(
     target: str,
@@ -65,6 +70,7 @@ def verify(
     env: str,
     sign_verdict: str | None,
     trust_root: str | None,
+    platform: str | None,
     include: tuple[str, ...],
     exclude: tuple[str, ...],
     allow_symlinks_outside: bool,
@@ -78,6 +84,7 @@ def verify(
     from bastion.errors import UsageError
     from bastion.evidence.attest import HashOptions
     from bastion.evidence.bundle import read_bundles
+    from bastion.evidence.image import choose_platform
     from bastion.evidence.keys import Keyring
     from bastion.evidence.targets import parse_target
     from bastion.evidence.trustsig import TRUST_ROOT_ENV
@@ -90,44 +97,45 @@ def verify(
     ring = Keyring(trust_root=trust_root)
     ring.entries()  # refuse a trust file that is not signed as required before any work is done
     parsed = parse_target(target)
-    options = HashOptions(workers=workers, allow_outside_symlinks=allow_symlinks_outside)
-    if bundle is not None:
-        bundles = read_bundles(bundle)
-        source = str(bundle)
-    else:
-        bundles, source = _from_store(parsed, options)
-    if policy is not None:
-        from bastion.cli.policy_verify import decide_and_report, exit_with
+    with choose_platform(image_platform(parsed, platform)):
+        options = HashOptions(workers=workers, allow_outside_symlinks=allow_symlinks_outside)
+        if bundle is not None:
+            bundles = read_bundles(bundle)
+            source = str(bundle)
+        else:
+            bundles, source = _from_store(parsed, options)
+        if policy is not None:
+            from bastion.cli.policy_verify import decide_and_report, exit_with
 
-        exit_with(decide_and_report(parsed, bundles, source, options, policy, env, fmt, sign_verdict))
-    if fmt == "sarif" or sign_verdict:
-        raise UsageError("--format sarif and --sign-verdict need --policy")
-    result = check(parsed, bundles, ring, options=options, expected_signer=expected)
-    if fmt == "json":
-        payload = {
-            "target": result.target,
-            "status": result.status.value,
-            "exit_code": result.exit_code,
-            "evidence": source,
-            "signers": [
-                {"name": s.name, "key_id": s.key_id, "status": s.status.value} for s in result.signers
-            ],
-            "predicates": [s.predicate_type for s in result.statements],
-            "problems": [
-                {"cause": p.cause.value, "file": p.file, "detail": p.detail} for p in result.problems
-            ],
-            "notes": list(result.notes),
-        }
-        click.echo(json.dumps(payload, indent=2))
-    else:
-        for signer in result.signers:
-            click.echo(f"signer: {signer.name} ({signer.short_id}, {signer.status.value})")
-        for problem in result.problems:
-            click.echo(f"  {problem.cause.value}: {problem.detail}")
-        for note in result.notes:
-            click.echo(f"  note: {note}")
-        click.echo(f"{result.status.value.upper()}: {result.target} against {source}")
-    sys.exit(result.exit_code)
+            exit_with(decide_and_report(parsed, bundles, source, options, policy, env, fmt, sign_verdict))
+        if fmt == "sarif" or sign_verdict:
+            raise UsageError("--format sarif and --sign-verdict need --policy")
+        result = check(parsed, bundles, ring, options=options, expected_signer=expected)
+        if fmt == "json":
+            payload = {
+                "target": result.target,
+                "status": result.status.value,
+                "exit_code": result.exit_code,
+                "evidence": source,
+                "signers": [
+                    {"name": s.name, "key_id": s.key_id, "status": s.status.value} for s in result.signers
+                ],
+                "predicates": [s.predicate_type for s in result.statements],
+                "problems": [
+                    {"cause": p.cause.value, "file": p.file, "detail": p.detail} for p in result.problems
+                ],
+                "notes": list(result.notes),
+            }
+            click.echo(json.dumps(payload, indent=2))
+        else:
+            for signer in result.signers:
+                click.echo(f"signer: {signer.name} ({signer.short_id}, {signer.status.value})")
+            for problem in result.problems:
+                click.echo(f"  {problem.cause.value}: {problem.detail}")
+            for note in result.notes:
+                click.echo(f"  note: {note}")
+            click.echo(f"{result.status.value.upper()}: {result.target} against {source}")
+        sys.exit(result.exit_code)
 
 
 def _from_store(target: Target, options: HashOptions) -> tuple[tuple[Bundle, ...], str]:
