@@ -154,6 +154,12 @@ def _is_text(head: bytes) -> bool:
     return True
 
 
+def _may_be_protobuf(head: bytes) -> bool:
+    """ONNX and SavedModel files open with a field tag: field number 1 or more, wire type varint or
+    length-delimited (what their top-level messages use)."""
+    return len(head) > 1 and head[0] >= 0x08 and head[0] & 0x07 in (0, 2)
+
+
 def sniff(data: memoryview) -> list[Format]:
     """Every format the bytes can be read as, most specific first.
 
@@ -183,7 +189,7 @@ def sniff(data: memoryview) -> list[Format]:
 
         if looks_like_pickle(data):
             found.append(Format.PICKLE)
-        else:
+        elif _may_be_protobuf(head):  # cheap: tensor data in a checkpoint never imports the parsers
             from bastion.scanners.onnx import looks_like_onnx
             from bastion.scanners.savedmodel import looks_like_savedmodel
 
