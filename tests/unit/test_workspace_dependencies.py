@@ -166,3 +166,48 @@ def test_advisories_cli_import_and_status(tmp_path: Path) -> None:
         req, families=["workspace"], workspace_config=load_config(tmp_path, advisories=snap)
     )
     assert [f.rule_id for f in report.findings] == ["BAS-D004"]
+
+
+def _environment(prefix: Path, dists: dict[str, str]) -> Path:
+    """A Python environment as installers leave it on disk: ``*.dist-info/METADATA`` per distribution."""
+    site = prefix / "lib" / "python3.11" / "site-packages"
+    for name, version in dists.items():
+        info = site / f"{name.replace('-', '_')}-{version}.dist-info"
+        info.mkdir(parents=True)
+        (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {name}\nVersion: {version}\n\nbody\n")
+    (site / "broken-1.0.dist-info").mkdir()  # no METADATA: not a distribution, nothing to judge
+    return prefix
+
+
+def test_installed_packages_of_an_environment(tmp_path: Path, snapshot: Path) -> None:
+    from bastion.scanners.workspace.config import load_config
+
+    env = _environment(
+        tmp_path / "venv", {"torch": "2.5.0", "PyYAML": "5.2", "numpy": "2.1.0", "leftpad": "0.1"}
+    )
+    project = tmp_path / "project"
+    project.mkdir()
+    (project / "approved.txt").write_text("torch\npyyaml\nnumpy\n")
+    (project / ".bastion.toml").write_text('[workspace]\npackage-allowlist = "approved.txt"\n')
+    config = load_config(project, advisories=snapshot)
+    report = bastion.scan(project, environments=[env], workspace_config=config)
+    got = sorted((Path(f.file).parent.name, f.rule_id) for f in report.findings)
+    assert got == [
+        ("PyYAML-5.2.dist-info", "BAS-D004"),  # inside PYSEC-2099-2's 5.1..5.3.1 range
+        ("leftpad-0.1.dist-info", "BAS-D003"),  # not on the allowlist
+        ("torch-2.5.0.dist-info", "BAS-D004"),  # fixed in 2.6.0
+    ]
+    assert report.extras["distributions"] == 4
+    assert not report.problems
+
+
+def test_environment_needs_the_workspace_checks(tmp_path: Path) -> None:
+    from bastion.errors import InputError
+
+    env = _environment(tmp_path / "venv", {"torch": "2.5.0"})
+    with pytest.raises(InputError, match="--environment"):
+        bastion.scan(tmp_path, families=["model"], environments=[env])
+    from bastion.evidence.errors import TargetError
+
+    with pytest.raises(TargetError, match="does not look like a Python environment"):
+        bastion.scan(tmp_path, environments=[tmp_path / "not-a-venv"])

@@ -61,6 +61,13 @@ def _severity(_ctx: click.Context, _param: click.Parameter, value: str) -> Sever
     show_default=True,
     help="Scan at most this many of the newest commits.",
 )
+@click.option(
+    "--environment",
+    "environments",
+    multiple=True,
+    type=click.Path(file_okay=False, exists=True, path_type=Path),
+    help="Also check the packages installed in this Python environment (venv or prefix, repeatable).",
+)
 @click.option("--include", multiple=True, help="Glob of files to scan inside folders (repeatable).")
 @click.option("--exclude", multiple=True, help="Glob of files to leave out (repeatable).")
 @click.option(
@@ -90,6 +97,7 @@ def scan(
     write_baseline: Path | None,
     history: bool,
     history_max_commits: int,
+    environments: tuple[Path, ...],
     include: tuple[str, ...],
     exclude: tuple[str, ...],
     allowlists: tuple[Path, ...],
@@ -103,7 +111,8 @@ def scan(
     Model formats are recognised by content: pickle (and PyTorch, joblib, NumPy built on it), Keras,
     HDF5, TensorFlow SavedModel, ONNX, safetensors, GGUF, skops, zip/tar/compressed archives.
     Project folders are also checked for secrets, personal data, unsafe ML code, risky dependencies
-    and Dockerfiles (honouring .gitignore); --history adds the secrets in their git history.
+    and Dockerfiles (honouring .gitignore); --history adds the secrets in their git history, and
+    --environment the packages installed in a Python environment.
     Nothing is ever loaded, imported or executed.
 
     Exit codes: 0 clean, 1 findings at or above --fail-on, 2 could not decide, 3 nothing scannable.
@@ -120,6 +129,7 @@ def scan(
         "workers": workers,
         "families": (only,) if only else None,
         "baseline": baseline,
+        "environments": environments,
     }
     if history:
         options.update(history=True, history_max_commits=history_max_commits)

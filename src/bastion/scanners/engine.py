@@ -355,6 +355,7 @@ def scan_paths(
     baseline: str | os.PathLike[str] | None = None,
     history: bool = False,
     history_max_commits: int = 1000,
+    environments: Sequence[str | os.PathLike[str]] = (),
 ) -> ScanReport:
     """Scan files, folders and archives: model files for unsafe content, and (``families``) project
     workspaces for secrets, personal data, unsafe code, dependencies and Dockerfiles.
@@ -365,6 +366,9 @@ def scan_paths(
 
     ``history``: also scan the git history of each root for secrets (at most ``history_max_commits``
     commits reachable from HEAD; see ``bastion.scanners.workspace.history``).
+
+    ``environments``: also check the distributions installed in these Python environments (venv or
+    installation prefixes) against the package allowlist and the advisories.
     """
     started = time.perf_counter()
     roots = [Path(p) for p in paths]
@@ -373,7 +377,9 @@ def scan_paths(
         raise InputError(f"unknown scanner family in {sorted(chosen)} (choose from {', '.join(FAMILIES)})")
     if history and "workspace" not in chosen:
         raise InputError("--history scans for secrets: it needs the workspace checks (not --only model)")
-    if families is None and roots and all(_is_model_file(r) for r in roots):
+    if environments and "workspace" not in chosen:
+        raise InputError("--environment checks packages: it needs the workspace checks (not --only model)")
+    if families is None and roots and not environments and all(_is_model_file(r) for r in roots):
         chosen = {"model"}  # single model files: the workspace checks would skip them by content
     ws_config = None
     if "workspace" in chosen:
@@ -425,6 +431,13 @@ def scan_paths(
         results.append(history_ctx)
         extras["history_commits"] = sum(s.commits for s in stats)
         extras["history_blobs"] = sum(s.blobs for s in stats)
+    if environments:
+        from bastion.scanners.workspace.scan import scan_environment
+
+        assert ws_config is not None
+        env_ctx = ScanContext(limits=options.limits)
+        extras["distributions"] = sum(scan_environment(Path(e), env_ctx, ws_config) for e in environments)
+        results.append(env_ctx)
     report = ScanReport(
         roots=tuple(str(p) for p in roots),
         findings=tuple(f for c in results for f in c.findings),

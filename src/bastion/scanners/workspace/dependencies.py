@@ -11,7 +11,7 @@ import re
 import tomllib
 from collections.abc import Iterator
 from dataclasses import dataclass
-from pathlib import PurePosixPath
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 from bastion.core import Category, Severity
@@ -263,6 +263,46 @@ def check_lock(
             hits.append(DepHit(NOT_ALLOWED, line, f"{pkg} is not on the allowlist"))
         if snapshot is not None:
             hits.extend(_vulnerable(pkg, version, line, snapshot))
+    return hits
+
+
+@dataclass(frozen=True)
+class Installed:
+    metadata: Path  # the distribution's ``*.dist-info/METADATA``
+    name: str
+    version: str
+
+
+def installed(prefix: Path) -> list[Installed]:
+    """Every distribution installed in the Python environment at ``prefix`` (a venv or an
+    installation), from its ``METADATA`` headers: nothing is imported or run."""
+    from email.parser import HeaderParser
+
+    from bastion.evidence.envfiles import read_dist_file, site_packages
+
+    found = []
+    for site in site_packages(prefix):
+        for info in sorted(site.glob("*.dist-info")):
+            raw = read_dist_file(info / "METADATA")
+            if raw is None:
+                continue
+            headers = HeaderParser().parsestr(raw.decode("utf-8", "replace"), headersonly=True)
+            name, version = headers.get("Name"), headers.get("Version")
+            if name and version:
+                found.append(Installed(info / "METADATA", str(name).strip(), str(version).strip()))
+    return found
+
+
+def check_installed(
+    dist: Installed, allowlist: frozenset[str] | None, snapshot: Snapshot | None
+) -> list[DepHit]:
+    """An installed distribution against the company allowlist and the advisories (its version is exact)."""
+    hits: list[DepHit] = []
+    if allowlist is not None and normalize(dist.name) not in allowlist:
+        message = f"{dist.name} {dist.version} is installed but not on the allowlist"
+        hits.append(DepHit(NOT_ALLOWED, 1, message))
+    if snapshot is not None:
+        hits.extend(_vulnerable(dist.name, dist.version, 1, snapshot))
     return hits
 
 

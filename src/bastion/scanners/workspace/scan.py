@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import contextlib
 from functools import lru_cache
-from pathlib import PurePosixPath
+from pathlib import Path, PurePosixPath
 
 from bastion.core import ProblemKind, Severity
 from bastion.scanners.interface import FormatError, Location, Rule, ScanContext
@@ -151,6 +151,20 @@ def _dependencies(sink: _Sink, kind: str, text: str, config: WorkspaceConfig) ->
         hits = dependencies.check_lock(PurePosixPath(sink.loc.file).name, text, allow, snap)
     for h in hits:
         sink.add(h.rule, h.message, h.line, severity=h.severity)
+
+
+def scan_environment(prefix: Path, ctx: ScanContext, config: WorkspaceConfig) -> int:
+    """The dependency checks on the distributions installed in a Python environment (the one a job
+    really runs with, whatever its requirements files say); returns how many were checked."""
+    snap = _snapshot(config.advisories) if config.advisories else None
+    dists = dependencies.installed(prefix)
+    for dist in dists:
+        loc = Location(str(dist.metadata))
+        sink = _Sink(loc, ctx, None, config)
+        for h in dependencies.check_installed(dist, config.package_allowlist, snap):
+            sink.add(h.rule, h.message, h.line, severity=h.severity)
+        ctx.mark_scanned(loc, "python-distribution", 0, name=dist.name, version=dist.version)
+    return len(dists)
 
 
 def _scan_notebook(text: str, sink: _Sink) -> str:
