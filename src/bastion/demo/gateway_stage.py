@@ -2,7 +2,8 @@
 # (scikit-learn and joblib ship no type stubs; this silences only the imports)
 """The demo's gateway stage: serve a model Bastion trains itself through the gateway on 127.0.0.1, then show
 an authorised prediction, the refusals (401, 403, 429), an extraction attack detected and answered step by
-step, and the audit chain verified."""
+step, a second one with uniform random queries caught against the training reference, and the audit chain
+verified."""
 
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ from rich.console import Console
 from rich.table import Table
 
 
-def _config(root: Path, mean: list[float], std: list[float]) -> dict[str, Any]:
+def _config(root: Path) -> dict[str, Any]:
     consumer = [{"role": "model-consumer", "environment": "prod", "models": ["churn"]}]
     return {
         "server": {"environment": "prod", "max_rows": 100},
@@ -22,6 +23,7 @@ def _config(root: Path, mean: list[float], std: list[float]) -> dict[str, Any]:
         "identities": {
             "web-app": {"bindings": consumer},
             "partner": {"bindings": consumer},
+            "scraper": {"bindings": consumer},
             "auditor": {"bindings": [{"role": "security-auditor", "environment": "prod"}]},
             "intern": {"bindings": [{"role": "data-scientist", "environment": "staging"}]},
         },
@@ -39,7 +41,7 @@ def _config(root: Path, mean: list[float], std: list[float]) -> dict[str, Any]:
                 "feature_min": -100,
                 "feature_max": 100,
                 "output": {"round": 3},
-                "detection": {"mean": mean, "std": std},
+                "detection": {"reference": "churn.reference.json"},  # the training inputs' statistics
             }
         ],
     }
@@ -57,6 +59,7 @@ def run_gateway_stage(console: Console, workdir: Path) -> bool:
     from bastion.gateway.audit import verify_chain
     from bastion.gateway.config import parse_config
     from bastion.gateway.credentials import ApiKeyStore
+    from bastion.gateway.detection import build_reference
     from bastion.gateway.server import serve_in_thread
 
     root = workdir / "gateway"
@@ -65,11 +68,12 @@ def run_gateway_stage(console: Console, workdir: Path) -> bool:
         (root / stale).unlink(missing_ok=True)
     X, y = make_classification(n_samples=3000, n_features=8, n_informative=5, random_state=7)
     joblib.dump(LogisticRegression(max_iter=1000).fit(X, y), root / "churn.joblib")
-    doc = _config(root, X.mean(0).tolist(), X.std(0).tolist())
+    (root / "churn.reference.json").write_text(json.dumps(build_reference(X)))
+    doc = _config(root)
     (root / "bastion.yaml").write_text(json.dumps(doc, indent=2))
     config = parse_config(doc, base=root)
     store = ApiKeyStore(config.auth.api_keys_file or root / "keys.json")
-    keys = {name: store.create(name)[0] for name in ("web-app", "partner", "auditor", "intern")}
+    keys = {name: store.create(name)[0] for name in ("web-app", "partner", "scraper", "auditor", "intern")}
     _, revoked = store.create("web-app")
     store.revoke(revoked.id)
 
@@ -162,6 +166,20 @@ def run_gateway_stage(console: Console, workdir: Path) -> bool:
             403,
             f"{last.json().get('error')} after answers went labels-only",
         )
+        # extraction with uniform random queries inside the features' range: nothing like real data
+        low, high = X.min(0), X.max(0)
+        sent = 0
+        for _ in range(40):
+            batch = rng.uniform(low, high, size=(50, X.shape[1]))
+            sent += len(batch)
+            last = http.post(
+                "/v1/models/churn:predict", json={"instances": batch.tolist()}, headers=auth("scraper")
+            )
+            if last.status_code != 200:
+                break
+        show(
+            "scraper", f"extraction: {sent} uniform random queries", last, 403, str(last.json().get("error"))
+        )
         audit = http.get("/admin/audit?limit=1000", headers=auth("auditor"))
         show("auditor", "GET /admin/audit", audit, 200, f"{len(audit.json().get('records', []))} records")
     console.print(table)
@@ -178,10 +196,15 @@ def run_gateway_stage(console: Console, workdir: Path) -> bool:
         f"Audit chain {config.audit.path.name}: {report.records} records, "
         f"{'intact' if report.ok else 'BROKEN'} (bastion audit verify {config.audit.path})"
     )
+    by_caller: dict[str, list[dict[str, Any]]] = {}
+    for e in events:
+        by_caller.setdefault(e["caller"], []).append(e)
     ok = (
         all(checks)
         and report.ok
-        and [e["level"] for e in events] == ["alert", "labels_only", "throttle", "block"]
+        and [e["level"] for e in by_caller.get("web-app", [])]
+        == ["alert", "labels_only", "throttle", "block"]
+        and any("ood-queries" in e["signals"] for e in by_caller.get("scraper", []))
     )
     ok = ok and "labels" in levels and not any(k in config.audit.path.read_text() for k in keys.values())
     if ok:
