@@ -118,6 +118,8 @@ class Detection(_Strict):
 
 class ModelFormat(enum.Enum):
     SKLEARN_JOBLIB = "sklearn-joblib"
+    SKOPS = "skops"
+    ONNX = "onnx"
     LINEAR_JSON = "linear-json"
 
 
@@ -169,7 +171,8 @@ _FEATURE = re.compile(r"^[A-Za-z][A-Za-z0-9_.-]{0,63}$")
 
 class ModelSpec(_Strict):
     """A model served in-process (``path`` and ``format``) or proxied to an ``upstream`` server (then
-    ``features`` gives its input width, and ``classes`` names the columns of its probabilities)."""
+    ``features`` gives its input width). ``classes`` names the columns of the probabilities of an upstream
+    or ``onnx`` model; ``threads`` bounds ONNX Runtime's intra-op threads (``onnx`` only, default 1)."""
 
     name: Annotated[str, Field(pattern=NAME)]
     version: Annotated[str, Field(pattern=NAME)] = "1"
@@ -179,6 +182,7 @@ class ModelSpec(_Strict):
     upstream: Upstream | None = None
     features: Annotated[int, Field(gt=0, le=100_000)] | None = None
     classes: tuple[str | int, ...] = ()
+    threads: Annotated[int, Field(ge=1, le=64)] | None = None
     feature_min: tuple[float, ...] | float = -1e6
     feature_max: tuple[float, ...] | float = 1e6
     require_evidence: Evidence | None = None
@@ -204,15 +208,19 @@ class ModelSpec(_Strict):
         if self.upstream is None:
             if self.path is None or self.format is None:
                 raise ValueError("a model needs path and format, or upstream")
-            if self.features is not None or self.classes:
-                raise ValueError(
-                    "features and classes are for upstream models (read from the file otherwise)"
-                )
+            if self.features is not None:
+                raise ValueError("features is for upstream models (read from the file otherwise)")
+            if self.classes and self.format is not ModelFormat.ONNX:
+                raise ValueError("classes is for upstream and onnx models (read from the file otherwise)")
+            if self.threads is not None and self.format is not ModelFormat.ONNX:
+                raise ValueError("threads is for onnx models")
         else:
             if self.path is not None or self.format is not None or self.require_evidence is not None:
                 raise ValueError("an upstream model has no path, format or require_evidence")
             if self.features is None:
                 raise ValueError("an upstream model needs features (its input width)")
+            if self.threads is not None:
+                raise ValueError("threads is for onnx models")
         return self
 
 
