@@ -18,6 +18,9 @@ memory): it is hashed, and the few files a caller asks for (``capture``) are kep
 up to a size limit, with whiteouts (``.wh.NAME``, ``.wh..wh..opq``) removing what lower layers
 added. Refused with ``TargetError``: member names that are absolute or hold ``..``, symlinks whose
 target leaves the image root, hard links out of the archive, oversize metadata or captured files.
+
+The pieces live beside it: ``archives`` (reading a layout), ``platforms`` (choosing an image of an
+index) and ``zstd`` (zstd layers); their public names are importable from here too.
 """
 
 from __future__ import annotations
@@ -25,23 +28,27 @@ from __future__ import annotations
 import gzip
 import hashlib
 import json
-import os
 import tarfile
 import zlib
-from collections.abc import Callable, Iterator, Mapping
-from contextlib import contextmanager
-from contextvars import ContextVar
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
-from typing import IO, Any, cast
+from typing import IO, Any
 
 from bastion.core import Digest, Subject
-from bastion.errors import UsageError
+from bastion.evidence.archives import MAX_METADATA as MAX_METADATA
+from bastion.evidence.archives import Archive, DirArchive, TarArchive
+from bastion.evidence.archives import link_target as link_target
+from bastion.evidence.archives import safe_name as safe_name
 from bastion.evidence.errors import TargetError
+from bastion.evidence.platforms import PLATFORM_ENV as PLATFORM_ENV
+from bastion.evidence.platforms import Candidate, check_config_platform, choose_candidate
+from bastion.evidence.platforms import Platform as Platform
+from bastion.evidence.platforms import choose_platform as choose_platform
+from bastion.evidence.platforms import chosen_platform as chosen_platform
+from bastion.evidence.zstd import ZstdFrames, is_zstd, zstd_reader
 
-MAX_METADATA = 16 * 1024 * 1024  # index, manifest or config JSON
 MAX_CAPTURED = 64 * 1024 * 1024  # one file captured from a layer (a dpkg status file, a RECORD)
-_MAX_LINKS = 8
 _MAX_NESTING = 4
 _CHUNK = 1 << 20
 _INDEX_TYPES = (
@@ -49,73 +56,7 @@ _INDEX_TYPES = (
     "application/vnd.docker.distribution.manifest.list.v2+json",
 )
 
-_ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
-PLATFORM_ENV = "BASTION_IMAGE_PLATFORM"
-
 Capture = Callable[[str], bool]
-
-
-@dataclass(frozen=True)
-class Platform:
-    """``os/architecture[/variant]`` as OCI image indexes and configs spell it."""
-
-    os: str
-    architecture: str
-    variant: str | None = None
-
-    def __str__(self) -> str:
-        return "/".join(p for p in (self.os, self.architecture, self.variant) if p)
-
-    @classmethod
-    def parse(cls, text: str) -> Platform:
-        parts = text.strip().split("/")
-        if not 2 <= len(parts) <= 3 or not all(parts):
-            raise UsageError(f"platform {text!r} is not os/arch[/variant], e.g. linux/arm64 or linux/arm/v7")
-        return cls(parts[0], parts[1], parts[2] if len(parts) == 3 else None)
-
-    @classmethod
-    def of(cls, data: Any) -> Platform | None:
-        """The platform an index descriptor or an image config names (None if it names none)."""
-        if not isinstance(data, Mapping):
-            return None
-        os_name, arch, variant = data.get("os"), data.get("architecture"), data.get("variant")
-        if not isinstance(os_name, str) or not isinstance(arch, str) or not os_name or not arch:
-            return None
-        return cls(os_name, arch, variant if isinstance(variant, str) and variant else None)
-
-    def matches(self, offered: Platform) -> bool:
-        """Whether an image for ``offered`` is what this (asked-for) platform means.
-
-        No variant asked: any variant of that os/arch. ``arm64`` and ``arm64/v8`` are the same."""
-        if (self.os, self.architecture) != (offered.os, offered.architecture):
-            return False
-        if self.variant is None:
-            return True
-        default = "v8" if self.architecture == "arm64" else None
-        return (self.variant or default) == (offered.variant or default)
-
-
-_CHOSEN: ContextVar[Platform | None] = ContextVar("bastion_image_platform", default=None)
-
-
-@contextmanager
-def choose_platform(platform: Platform | None) -> Iterator[None]:
-    """Within the block, ``read_image`` picks ``platform`` from multi-platform indexes."""
-    token = _CHOSEN.set(platform)
-    try:
-        yield
-    finally:
-        _CHOSEN.reset(token)
-
-
-def chosen_platform(explicit: Platform | None = None) -> Platform | None:
-    """``explicit``, else the block's ``choose_platform``, else ``$BASTION_IMAGE_PLATFORM``."""
-    if explicit is not None:
-        return explicit
-    if _CHOSEN.get() is not None:
-        return _CHOSEN.get()
-    text = os.environ.get(PLATFORM_ENV, "").strip()
-    return Platform.parse(text) if text else None
 
 
 @dataclass(frozen=True)
@@ -185,144 +126,7 @@ class Image:
             )
 
 
-# --- archives: a tar or a folder, read by POSIX member name --------------------------------------
-
-
-def safe_name(name: str, where: str) -> str:
-    """``name`` normalised (no ``./``); ``TargetError`` if it is absolute or climbs with ``..``."""
-    path = PurePosixPath(name)
-    if path.is_absolute() or ".." in path.parts:
-        raise TargetError(f"{where}: member {name!r} is an absolute path or climbs out with '..'")
-    return "/".join(p for p in path.parts if p != ".")
-
-
-def link_target(name: str, link: str, where: str, *, absolute_inside: bool) -> str:
-    """Where the symlink ``name`` -> ``link`` points, as a member name; refused if it leaves the root."""
-    if link.startswith("/"):
-        if not absolute_inside:
-            raise TargetError(f"{where}: symlink {name!r} points outside the archive (to {link!r})")
-        parts: list[str] = []
-        rest = PurePosixPath(link).parts[1:]
-    else:
-        parts = list(PurePosixPath(name).parent.parts)
-        rest = PurePosixPath(link).parts
-    for part in rest:
-        if part == "..":
-            if not parts:
-                raise TargetError(f"{where}: symlink {name!r} leaves the layer (to {link!r})")
-            parts.pop()
-        elif part != ".":
-            parts.append(part)
-    return "/".join(parts)
-
-
-class _Archive:
-    def __init__(self, where: str) -> None:
-        self.where = where
-
-    def exists(self, name: str) -> bool:
-        raise NotImplementedError
-
-    def open(self, name: str) -> IO[bytes]:
-        raise NotImplementedError
-
-    def size(self, name: str) -> int:
-        raise NotImplementedError
-
-    def close(self) -> None:
-        """Release the archive."""
-
-    def read(self, name: str, limit: int = MAX_METADATA) -> bytes:
-        if self.size(name) > limit:
-            raise TargetError(f"{self.where}: {name} is larger than {limit} bytes")
-        with self.open(name) as fh:
-            return fh.read(limit + 1)[:limit]
-
-
-class _TarArchive(_Archive):
-    def __init__(self, path: Path) -> None:
-        super().__init__(str(path))
-        try:
-            self._tar = tarfile.open(path, "r:*")  # noqa: SIM115 - closed by close()
-            members = self._tar.getmembers()
-        except (tarfile.TarError, OSError, EOFError, zlib.error) as exc:
-            raise TargetError(f"{path} is not a readable tar archive: {exc}") from None
-        self._members: dict[str, tarfile.TarInfo] = {}
-        try:
-            for member in members:
-                name = safe_name(member.name, self.where)
-                if name in self._members and not member.isdir():
-                    raise TargetError(f"{path}: {name} appears twice in the archive")
-                self._members[name] = member
-        except TargetError:
-            self._tar.close()
-            raise
-
-    def _member(self, name: str) -> tarfile.TarInfo:
-        for _ in range(_MAX_LINKS):
-            member = self._members.get(name)
-            if member is None:
-                raise TargetError(f"{self.where}: no {name} in the archive")
-            if member.isfile():
-                return member
-            if member.issym():
-                name = link_target(name, member.linkname, self.where, absolute_inside=False)
-            elif member.islnk():
-                name = safe_name(member.linkname, self.where)
-            else:
-                raise TargetError(f"{self.where}: {name} is not a regular file")
-        raise TargetError(f"{self.where}: {name} is behind too many links")
-
-    def exists(self, name: str) -> bool:
-        return name in self._members
-
-    def size(self, name: str) -> int:
-        return self._member(name).size
-
-    def open(self, name: str) -> IO[bytes]:
-        handle = self._tar.extractfile(self._member(name))
-        assert handle is not None  # a regular file always has one
-        return handle
-
-    def close(self) -> None:
-        self._tar.close()
-
-
-class _DirArchive(_Archive):
-    def __init__(self, root: Path) -> None:
-        super().__init__(str(root))
-        self._root = root.resolve()
-
-    def _path(self, name: str) -> Path:
-        path = (self._root / safe_name(name, self.where)).resolve()
-        if not path.is_relative_to(self._root):
-            raise TargetError(f"{self.where}: {name} is a symlink leaving the layout")
-        if not path.is_file():
-            raise TargetError(f"{self.where}: no regular file {name}")
-        return path
-
-    def exists(self, name: str) -> bool:
-        return (self._root / name).exists()
-
-    def size(self, name: str) -> int:
-        return self._path(name).stat().st_size
-
-    def open(self, name: str) -> IO[bytes]:
-        try:
-            return self._path(name).open("rb")
-        except OSError as exc:
-            raise TargetError(f"cannot read {name} in {self.where}: {exc.strerror}") from None
-
-
 # --- layouts ---------------------------------------------------------------------------------------
-
-
-def _json(archive: _Archive, name: str) -> Any:
-    data = archive.read(name)
-    try:
-        return json.loads(data)
-    except (ValueError, UnicodeDecodeError):
-        raise TargetError(f"{archive.where}: {name} is not JSON") from None
 
 
 def _sha256(data: bytes) -> str:
@@ -361,22 +165,12 @@ class _Plan:
     index_digest: str | None = None
 
 
-@dataclass(frozen=True)
-class _Candidate:
-    """An image manifest an index lists, and the index that lists it."""
-
-    descriptor: Mapping[str, Any]
-    platform: Platform | None
-    index_digest: str | None  # the nested index blob's digest (None: listed in index.json itself)
-    annotations: Mapping[str, Any]  # its own, else those of the index descriptor that led to it
-
-
 def _image_descriptors(
-    archive: _Archive,
+    archive: Archive,
     index: Any,
     depth: int,
     index_digest: str | None,
-    found: list[_Candidate],
+    found: list[Candidate],
     mismatches: list[Mismatch],
     inherited: Mapping[str, Any],
 ) -> None:
@@ -402,7 +196,7 @@ def _image_descriptors(
             digest = str(descriptor["digest"])
             _image_descriptors(archive, nested, depth + 1, digest, found, mismatches, annotations)
         else:
-            found.append(_Candidate(descriptor, Platform.of(platform), index_digest, annotations))
+            found.append(Candidate(descriptor, Platform.of(platform), index_digest, annotations))
 
 
 def _ref_name(annotations: Mapping[str, Any]) -> str | None:
@@ -412,52 +206,8 @@ def _ref_name(annotations: Mapping[str, Any]) -> str | None:
     return None
 
 
-def _describe(candidates: list[_Candidate]) -> str:
-    return ", ".join(
-        str(c.platform) if c.platform else f"(no platform) {c.descriptor.get('digest')}" for c in candidates
-    )
-
-
-def _choose(candidates: list[_Candidate], platform: Platform | None, where: str) -> _Candidate:
-    """The one image the caller means; a ``TargetError`` listing what is on offer otherwise."""
-    hint = "choose one with --platform os/arch[/variant] (or BASTION_IMAGE_PLATFORM)"
-    if not candidates:
-        raise TargetError(f"{where} holds no image manifest")
-    if platform is None:
-        if len(candidates) == 1:
-            return candidates[0]
-        raise TargetError(
-            f"{where} holds {len(candidates)} images, for platforms: {_describe(candidates)}", hint=hint
-        )
-    matching = [c for c in candidates if c.platform is not None and platform.matches(c.platform)]
-    if len(matching) == 1:
-        return matching[0]
-    if not matching and len(candidates) == 1 and candidates[0].platform is None:
-        return candidates[0]  # the index does not say: the config is checked against the platform instead
-    if not matching:
-        raise TargetError(
-            f"{where} has no image for platform {platform}; it offers: {_describe(candidates)}", hint=hint
-        )
-    raise TargetError(
-        f"{where} holds {len(matching)} images for platform {platform}: {_describe(matching)}",
-        hint="name the variant too (os/arch/variant)",
-    )
-
-
-def _check_config_platform(config: Mapping[str, Any], platform: Platform | None, where: str) -> None:
-    if platform is None:
-        return
-    actual = Platform.of(config)
-    if actual is None:
-        raise TargetError(f"{where}: the image config names no platform, so it cannot be {platform}")
-    if actual.variant is None:  # configs often leave the variant out: the index said it already
-        platform = Platform(platform.os, platform.architecture)
-    if not platform.matches(actual):
-        raise TargetError(f"{where} is an image for {actual}, not {platform}")
-
-
-def _oci_plan(archive: _Archive, fallback: str, platform: Platform | None) -> _Plan:
-    candidates: list[_Candidate] = []
+def _oci_plan(archive: Archive, fallback: str, platform: Platform | None) -> _Plan:
+    candidates: list[Candidate] = []
     mismatches: list[Mismatch] = []
     index_bytes = archive.read("index.json")
     try:
@@ -465,11 +215,11 @@ def _oci_plan(archive: _Archive, fallback: str, platform: Platform | None) -> _P
     except (ValueError, UnicodeDecodeError):
         raise TargetError(f"{archive.where}: index.json is not JSON") from None
     _image_descriptors(archive, top, 0, None, candidates, mismatches, {})
-    distinct: dict[str, _Candidate] = {}
+    distinct: dict[str, Candidate] = {}
     for candidate in candidates:  # one image under several tags is listed once per tag
         distinct.setdefault(str(candidate.descriptor.get("digest")), candidate)
     candidates = list(distinct.values())
-    chosen = _choose(candidates, platform, archive.where)
+    chosen = choose_candidate(candidates, platform, archive.where)
     descriptor = chosen.descriptor
     index_digest = None  # one image in the layout: nothing was chosen, the subjects stay as they were
     if len(candidates) > 1:  # chosen from the innermost index blob, else from index.json itself
@@ -490,7 +240,7 @@ def _oci_plan(archive: _Archive, fallback: str, platform: Platform | None) -> _P
     if _sha256(config_bytes) != config_descriptor["digest"]:
         mismatches.append(Mismatch("config", config_path, config_descriptor["digest"], _sha256(config_bytes)))
     config = _config(config_bytes, archive.where)
-    _check_config_platform(config, platform, archive.where)
+    check_config_platform(config, platform, archive.where)
     name = _ref_name(chosen.annotations) or fallback
     chosen_platform = chosen.platform or Platform.of(config)
     return _Plan(
@@ -506,7 +256,7 @@ def _oci_plan(archive: _Archive, fallback: str, platform: Platform | None) -> _P
     )
 
 
-def _docker_plan(archive: _Archive, fallback: str, platform: Platform | None) -> _Plan:
+def _docker_plan(archive: Archive, fallback: str, platform: Platform | None) -> _Plan:
     raw = archive.read("manifest.json")
     try:
         entries = json.loads(raw)
@@ -534,7 +284,7 @@ def _docker_plan(archive: _Archive, fallback: str, platform: Platform | None) ->
     tags = entry.get("RepoTags")
     name = tags[0] if isinstance(tags, list) and tags and isinstance(tags[0], str) else fallback
     config = _config(config_bytes, archive.where)
-    _check_config_platform(config, platform, archive.where)
+    check_config_platform(config, platform, archive.where)
     return _Plan(
         name,
         "docker-save",
@@ -593,95 +343,10 @@ class _Tee:
             pass
 
 
-class _ZstdFrames:
-    """Walks zstd frame and block headers (RFC 8878) as the compressed bytes pass by, to tell a
-    complete stream from one cut short: zstandard's stream reader ends quietly at a truncation."""
-
-    def __init__(self) -> None:
-        self._state = "magic"
-        self._need = 4  # header bytes to collect in this state
-        self._buf = b""
-        self._skip = 0  # payload bytes to pass over before the next header
-        self._checksum = False
-        self.error: str | None = None
-
-    @property
-    def complete(self) -> bool:
-        return self.error is None and self._state == "magic" and not self._buf and not self._skip
-
-    def feed(self, data: bytes) -> None:
-        pos, end = 0, len(data)
-        while pos < end and self.error is None:
-            if self._skip:
-                step = min(self._skip, end - pos)
-                self._skip -= step
-                pos += step
-                continue
-            take = min(self._need - len(self._buf), end - pos)
-            self._buf += data[pos : pos + take]
-            pos += take
-            if len(self._buf) == self._need:
-                header, self._buf = self._buf, b""
-                self._header(header)
-
-    def _header(self, header: bytes) -> None:
-        if self._state == "magic":
-            if header == _ZSTD_MAGIC:
-                self._state, self._need = "descriptor", 1
-            elif _is_zstd(header):
-                self._state, self._need = "skippable", 4
-            else:
-                self.error = "bytes after a zstd frame are not another frame"
-        elif self._state == "skippable":
-            self._skip = int.from_bytes(header, "little")
-            self._state, self._need = "magic", 4
-        elif self._state == "descriptor":
-            descriptor = header[0]
-            single_segment = descriptor >> 5 & 1
-            if descriptor & 0x08:
-                self.error = "a zstd frame header sets its reserved bit"
-            self._checksum = bool(descriptor >> 2 & 1)
-            window = 0 if single_segment else 1
-            dictionary = (0, 1, 2, 4)[descriptor & 3]
-            content_size = (single_segment, 2, 4, 8)[descriptor >> 6]
-            self._skip = window + dictionary + content_size
-            self._state, self._need = "block", 3
-        else:
-            block = int.from_bytes(header, "little")
-            kind, size = block >> 1 & 3, block >> 3
-            if kind == 3:
-                self.error = "a zstd block has the reserved type"
-            self._skip = 1 if kind == 1 else size  # an RLE block stores its one byte
-            if block & 1:  # the frame's last block, then its checksum
-                self._skip += 4 if self._checksum else 0
-                self._state, self._need = "magic", 4
-
-
 def _drop(view: dict[str, CapturedFile], prefix: str, below: int, *, itself: bool) -> None:
     for path in [p for p, f in view.items() if f.layer < below]:
         if (itself and path == prefix) or path.startswith(prefix + "/") or not prefix:
             del view[path]
-
-
-def _is_zstd(magic: bytes) -> bool:
-    """A zstd frame, or a skippable frame (0x184D2A5?) such as zstd:chunked layers may carry."""
-    skippable = len(magic) == 4 and magic[1:] == b"\x2a\x4d\x18" and magic[0] & 0xF0 == 0x50
-    return magic == _ZSTD_MAGIC or skippable
-
-
-def _zstd_reader(raw: _Tee, label: str) -> tuple[IO[bytes], tuple[type[Exception], ...]]:
-    """A bounded-memory stream of the decompressed layer, and the error zstandard raises."""
-    try:
-        import zstandard
-    except ImportError:
-        raise TargetError(
-            f"{label} is zstd-compressed, and reading it needs the 'zstandard' package",
-            hint="pip install 'bastion-mlsecops[zstd]'",
-        ) from None
-    reader = zstandard.ZstdDecompressor().stream_reader(
-        cast(IO[bytes], raw), read_across_frames=True, closefd=False
-    )
-    return reader, (zstandard.ZstdError,)
 
 
 def _read_layer(
@@ -692,16 +357,16 @@ def _read_layer(
     magic = raw.sniff(4)
     errors: tuple[type[Exception], ...] = (tarfile.TarError, OSError, EOFError, zlib.error)
     diff: _Tee
-    frames: _ZstdFrames | None = None
+    frames: ZstdFrames | None = None
     if magic.startswith(b"\x1f\x8b"):
         compression = "gzip"
         diff = _Tee(gzip.GzipFile(fileobj=raw, mode="rb"))
-    elif _is_zstd(magic):
+    elif is_zstd(magic):
         compression = "zstd"
-        reader, zstd_errors = _zstd_reader(raw, label)
+        reader, zstd_errors = zstd_reader(raw, label)
         errors += zstd_errors
         diff = _Tee(reader)
-        frames = _ZstdFrames()
+        frames = ZstdFrames()
         frames.feed(magic)
         raw.observer = frames.feed
     else:
@@ -770,7 +435,7 @@ def read_image(path: Path, capture: Capture | None = None, *, platform: Platform
     ``platform``: which image of a multi-platform index (default: see ``chosen_platform``)."""
     wanted: Capture = capture or (lambda _name: False)
     platform = chosen_platform(platform)
-    archive: _Archive = _DirArchive(path) if path.is_dir() else _TarArchive(path)
+    archive: Archive = DirArchive(path) if path.is_dir() else TarArchive(path)
     try:
         fallback = path.resolve().name
         if archive.exists("index.json"):

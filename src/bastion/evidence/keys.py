@@ -1,4 +1,4 @@
-"""Signing keys: generation, encryption at rest, key ids, and the trust file.
+"""Signing keys: the keyring under ``BASTION_HOME``, its trust file, and each key's lifecycle.
 
 Layout under ``BASTION_HOME`` (default ``~/.bastion``)::
 
@@ -14,13 +14,15 @@ evidence, no longer signs), ``disabled`` (compromised or revoked: nothing it sig
 another active key. ``export_private`` writes a private key only encrypted: PKCS#8 PEM under PBES2
 (PBKDF2-HMAC-SHA256, ``EXPORT_PBKDF2_ROUNDS`` rounds, AES-256-CBC), which OpenSSL and
 ``cryptography`` open, to a new file of mode 0600.
+
+Key material (generation, key ids, sealing and reading keys) is in ``bastion.evidence.keymaterial``,
+the encrypted export in ``bastion.evidence.pkcs8``; their public names are importable from here too.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import enum
-import hashlib
 import json
 import os
 import re
@@ -31,28 +33,29 @@ from typing import TYPE_CHECKING, Any
 from bastion.core.home import bastion_home
 from bastion.errors import UsageError
 from bastion.evidence.errors import KeyNotFoundError, PassphraseError, TrustFileError
+from bastion.evidence.keymaterial import SCRYPT_N as SCRYPT_N
+from bastion.evidence.keymaterial import SEALED_FORMAT as SEALED_FORMAT
+from bastion.evidence.keymaterial import KeyAlgorithm as KeyAlgorithm
+from bastion.evidence.keymaterial import algorithm_of as algorithm_of
+from bastion.evidence.keymaterial import compute_key_id as compute_key_id
+from bastion.evidence.keymaterial import encrypt_private_key as encrypt_private_key
+from bastion.evidence.keymaterial import generate_private_key as generate_private_key
+from bastion.evidence.keymaterial import is_encrypted as is_encrypted
+from bastion.evidence.keymaterial import load_private_key as load_private_key
+from bastion.evidence.keymaterial import load_public_key as load_public_key
+from bastion.evidence.keymaterial import public_pem as public_pem
+from bastion.evidence.pkcs8 import EXPORT_PBKDF2_ROUNDS as EXPORT_PBKDF2_ROUNDS
+from bastion.evidence.pkcs8 import encrypted_pkcs8_pem as encrypted_pkcs8_pem
 
 if TYPE_CHECKING:
-    from cryptography.hazmat.primitives.asymmetric.ec import EllipticCurvePrivateKey, EllipticCurvePublicKey
-    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
-
+    from bastion.evidence.keymaterial import PrivateKey as PrivateKey
+    from bastion.evidence.keymaterial import PublicKey as PublicKey
     from bastion.evidence.signers import Signer
     from bastion.evidence.trustsig import TrustSignature
 
-    PrivateKey = EllipticCurvePrivateKey | Ed25519PrivateKey
-    PublicKey = EllipticCurvePublicKey | Ed25519PublicKey
-
 TRUST_VERSION = 1
-SCRYPT_N = 2**17  # 128 MiB, ~0.3 s: OWASP guidance for scrypt (N=2^17, r=8, p=1)
-SEALED_FORMAT = "bastion-sealed-key-v1"
-EXPORT_PBKDF2_ROUNDS = 600_000  # OWASP guidance for PBKDF2-HMAC-SHA256 (OpenSSL's default is 2,048)
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 SCOPES = ("*", "dir", "file", "env", "git", "image", "trust")  # trust: signs only the trust file
-
-
-class KeyAlgorithm(enum.Enum):
-    ECDSA_P256 = "ecdsa-p256"
-    ED25519 = "ed25519"
 
 
 class KeyStatus(enum.Enum):
@@ -140,210 +143,6 @@ class KeyInfo:
         if compute_key_id(info.public_pem.encode()) != info.key_id:
             raise TrustFileError(f"trust file entry {info.name!r}: key id does not match its public key")
         return info
-
-
-# --- key material ---------------------------------------------------------------------------------
-
-
-def generate_private_key(algorithm: KeyAlgorithm) -> PrivateKey:
-    from cryptography.hazmat.primitives.asymmetric import ec, ed25519
-
-    if algorithm is KeyAlgorithm.ECDSA_P256:
-        return ec.generate_private_key(ec.SECP256R1())
-    return ed25519.Ed25519PrivateKey.generate()
-
-
-def public_pem(key: PrivateKey | PublicKey) -> bytes:
-    from cryptography.hazmat.primitives import serialization
-    from cryptography.hazmat.primitives.asymmetric import ec, ed25519
-
-    public = (
-        key.public_key() if isinstance(key, ec.EllipticCurvePrivateKey | ed25519.Ed25519PrivateKey) else key
-    )
-    return public.public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
-
-
-def compute_key_id(pem: bytes) -> str:
-    return hashlib.sha256(pem).hexdigest()
-
-
-def algorithm_of(key: PrivateKey | PublicKey) -> KeyAlgorithm:
-    from cryptography.hazmat.primitives.asymmetric import ec, ed25519
-
-    if isinstance(key, ed25519.Ed25519PrivateKey | ed25519.Ed25519PublicKey):
-        return KeyAlgorithm.ED25519
-    if (
-        isinstance(key, ec.EllipticCurvePrivateKey | ec.EllipticCurvePublicKey)
-        and key.curve.name == "secp256r1"
-    ):
-        return KeyAlgorithm.ECDSA_P256
-    raise UsageError("unsupported key type: Bastion signs with ECDSA P-256 or Ed25519")
-
-
-def encrypt_private_key(key: PrivateKey, passphrase: str, *, scrypt_n: int = SCRYPT_N) -> bytes:
-    """Seal a private key: scrypt(passphrase) -> AES-256-GCM over its PKCS#8 DER, bound to its key id."""
-    import base64
-
-    from cryptography.hazmat.primitives import serialization
-    from cryptography.hazmat.primitives.ciphers.aead import AESGCM
-    from cryptography.hazmat.primitives.kdf.scrypt import Scrypt
-
-    if not passphrase:
-        raise PassphraseError("an empty passphrase would leave the private key unprotected")
-    der = key.private_bytes(
-        serialization.Encoding.DER, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
-    )
-    salt, nonce = os.urandom(16), os.urandom(12)
-    secret = Scrypt(salt=salt, length=32, n=scrypt_n, r=8, p=1).derive(passphrase.encode("utf-8"))
-    key_id = compute_key_id(public_pem(key))
-    sealed = AESGCM(secret).encrypt(nonce, der, key_id.encode())
-    envelope = {
-        "format": SEALED_FORMAT,
-        "key_id": key_id,
-        "kdf": {"name": "scrypt", "n": scrypt_n, "r": 8, "p": 1, "salt": base64.b64encode(salt).decode()},
-        "cipher": "aes-256-gcm",
-        "nonce": base64.b64encode(nonce).decode(),
-        "ciphertext": base64.b64encode(sealed).decode(),
-    }
-    return (json.dumps(envelope, indent=2) + "\n").encode()
-
-
-def _unseal(blob: bytes, passphrase: str | None, source: str) -> bytes:
-    import base64
-    import binascii
-
-    from cryptography.exceptions import InvalidTag
-    from cryptography.hazmat.primitives.ciphers.aead import AESGCM
-    from cryptography.hazmat.primitives.kdf.scrypt import Scrypt
-
-    try:
-        envelope = json.loads(blob)
-        kdf = envelope["kdf"]
-        if (
-            envelope["format"] != SEALED_FORMAT
-            or kdf["name"] != "scrypt"
-            or envelope["cipher"] != "aes-256-gcm"
-        ):
-            raise ValueError("unknown format")
-        n, r, p = int(kdf["n"]), int(kdf["r"]), int(kdf["p"])
-        if not (2**14 <= n <= 2**22 and r == 8 and 1 <= p <= 4):
-            raise ValueError("scrypt parameters out of range")
-        salt = base64.b64decode(kdf["salt"], validate=True)
-        nonce = base64.b64decode(envelope["nonce"], validate=True)
-        sealed = base64.b64decode(envelope["ciphertext"], validate=True)
-        key_id = str(envelope["key_id"])
-    except (ValueError, KeyError, TypeError, binascii.Error) as exc:
-        raise KeyNotFoundError(f"{source} is not a Bastion sealed private key: {exc}") from None
-    if not passphrase:
-        raise PassphraseError(
-            f"the private key {source} is encrypted and no passphrase was given",
-            hint="set BASTION_KEY_PASSPHRASE or run interactively to be prompted",
-        )
-    secret = Scrypt(salt=salt, length=32, n=n, r=r, p=p).derive(passphrase.encode("utf-8"))
-    try:
-        return AESGCM(secret).decrypt(nonce, sealed, key_id.encode())
-    except InvalidTag:
-        raise PassphraseError(
-            f"wrong passphrase for the private key {source} (or the file was altered)"
-        ) from None
-
-
-def load_private_key(blob: bytes, passphrase: str | None, *, source: str) -> PrivateKey:
-    """Open a Bastion sealed key or a PEM (PKCS#8 / traditional, encrypted or not) private key."""
-    from cryptography.hazmat.primitives import serialization
-
-    if blob.lstrip().startswith(b"{"):
-        der = _unseal(blob, passphrase, source)
-        key = serialization.load_der_private_key(der, None)
-        algorithm_of(key)  # type: ignore[arg-type]
-        return key  # type: ignore[return-value]
-    encrypted = is_encrypted(blob)
-    if encrypted and not passphrase:
-        raise PassphraseError(
-            f"the private key {source} is encrypted and no passphrase was given",
-            hint="set BASTION_KEY_PASSPHRASE or run interactively to be prompted",
-        )
-    try:
-        key = serialization.load_pem_private_key(
-            blob, passphrase.encode() if encrypted and passphrase else None
-        )
-    except ValueError as exc:
-        if encrypted:
-            raise PassphraseError(f"wrong passphrase for the private key {source}") from None
-        raise KeyNotFoundError(f"{source} is not a PEM private key: {exc}") from None
-    except TypeError as exc:
-        raise PassphraseError(f"cannot open the private key {source}: {exc}") from None
-    algorithm_of(key)  # type: ignore[arg-type]
-    return key  # type: ignore[return-value]
-
-
-def is_encrypted(blob: bytes) -> bool:
-    """Whether opening this private key needs a passphrase."""
-    head = blob.lstrip()[:200]
-    return (
-        head.startswith(b"{") or b"ENCRYPTED" in head.split(b"\n", 1)[0] or b"Proc-Type: 4,ENCRYPTED" in head
-    )
-
-
-def _der(tag: int, body: bytes) -> bytes:
-    size = len(body)
-    if size < 0x80:
-        return bytes([tag, size]) + body
-    length = size.to_bytes((size.bit_length() + 7) // 8, "big")
-    return bytes([tag, 0x80 | len(length)]) + length + body
-
-
-_OID_PBES2 = bytes.fromhex("06092a864886f70d01050d")  # 1.2.840.113549.1.5.13
-_OID_PBKDF2 = bytes.fromhex("06092a864886f70d01050c")  # 1.2.840.113549.1.5.12
-_OID_HMAC_SHA256 = bytes.fromhex("06082a864886f70d0209")  # 1.2.840.113549.2.9
-_OID_AES256_CBC = bytes.fromhex("060960864801650304012a")  # 2.16.840.1.101.3.4.1.42
-
-
-def encrypted_pkcs8_pem(key: PrivateKey, passphrase: str, *, rounds: int = EXPORT_PBKDF2_ROUNDS) -> bytes:
-    """The private key as an ``ENCRYPTED PRIVATE KEY`` PEM (RFC 5958 / RFC 8018 PBES2).
-
-    Written here rather than with ``BestAvailableEncryption``, whose PBKDF2 runs OpenSSL's 2,048
-    rounds: far too few for a key that leaves the machine."""
-    import base64
-
-    from cryptography.hazmat.primitives import hashes, padding, serialization
-    from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
-    from cryptography.hazmat.primitives.kdf.pbkdf2 import PBKDF2HMAC
-
-    if not passphrase:
-        raise PassphraseError("refusing to export a private key without a passphrase to encrypt it under")
-    plain = key.private_bytes(
-        serialization.Encoding.DER, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
-    )
-    salt, iv = os.urandom(16), os.urandom(16)
-    secret = PBKDF2HMAC(hashes.SHA256(), 32, salt, rounds).derive(passphrase.encode("utf-8"))
-    padder = padding.PKCS7(128).padder()
-    encryptor = Cipher(algorithms.AES(secret), modes.CBC(iv)).encryptor()
-    sealed = encryptor.update(padder.update(plain) + padder.finalize()) + encryptor.finalize()
-    integer = _der(0x02, rounds.to_bytes((rounds.bit_length() + 8) // 8, "big"))
-    prf = _der(0x30, _OID_HMAC_SHA256 + b"\x05\x00")
-    kdf = _der(0x30, _OID_PBKDF2 + _der(0x30, _der(0x04, salt) + integer + prf))
-    scheme = _der(0x30, _OID_AES256_CBC + _der(0x04, iv))
-    algorithm = _der(0x30, _OID_PBES2 + _der(0x30, kdf + scheme))
-    der = _der(0x30, algorithm + _der(0x04, sealed))
-    text = base64.b64encode(der).decode()
-    lines = [text[i : i + 64] for i in range(0, len(text), 64)]
-    return (
-        "-----BEGIN ENCRYPTED PRIVATE KEY-----\n"
-        + "\n".join(lines)
-        + "\n-----END ENCRYPTED PRIVATE KEY-----\n"
-    ).encode()
-
-
-def load_public_key(pem: bytes, *, source: str) -> PublicKey:
-    from cryptography.hazmat.primitives import serialization
-
-    try:
-        key = serialization.load_pem_public_key(pem)
-    except ValueError as exc:
-        raise KeyNotFoundError(f"{source} is not a PEM public key: {exc}") from None
-    algorithm_of(key)  # type: ignore[arg-type]
-    return key  # type: ignore[return-value]
 
 
 # --- the keyring and trust file --------------------------------------------------------------------

@@ -10,7 +10,9 @@ or evidence that is not ``verified``, refuses the model with the reason.
 Formats: ``sklearn-joblib`` (any estimator with ``predict``; ``predict_proba`` when it has one),
 ``skops`` (a scikit-learn estimator whose types outside skops' defaults are all in the gateway's allowlist),
 ``onnx`` (ONNX Runtime, CPU only, self-contained graphs with one float input) and ``linear-json``
-(``bastion-linear/v1``: a linear, logistic or softmax model as plain JSON, parsed strictly).
+(``bastion-linear/v1``: a linear, logistic or softmax model as plain JSON, parsed strictly). The models
+themselves live in ``predictors`` (``Prediction``, linear-json, scikit-learn), ``onnx_model`` and
+``skops_model``; their public names are importable from here too.
 """
 
 from __future__ import annotations
@@ -27,274 +29,19 @@ import numpy as np
 
 from bastion.gateway.config import ModelFormat, ModelSpec
 from bastion.gateway.errors import HttpError, ModelRefused
+from bastion.gateway.onnx_model import OnnxModel as OnnxModel
+from bastion.gateway.predictors import LINEAR_FORMAT as LINEAR_FORMAT
+from bastion.gateway.predictors import LinearModel as LinearModel
+from bastion.gateway.predictors import Prediction as Prediction
+from bastion.gateway.predictors import SklearnModel as SklearnModel
+from bastion.gateway.skops_model import SKOPS_TRUSTED_PACKAGES as SKOPS_TRUSTED_PACKAGES
+from bastion.gateway.skops_model import load_skops
+from bastion.gateway.skops_model import skops_untrusted as skops_untrusted
 
 if TYPE_CHECKING:
     from bastion.gateway.upstream import UpstreamModel
 
-LINEAR_FORMAT = "bastion-linear/v1"
 _NUMBERS = frozenset({int, float})
-
-
-@dataclass(frozen=True)
-class Prediction:
-    """Per row: a label (classifiers) or a value (regressors), and class probabilities when known."""
-
-    outputs: list[Any]
-    probabilities: np.ndarray | None
-    classes: tuple[Any, ...]
-
-
-class LinearModel:
-    def __init__(self, doc: Any) -> None:
-        if not isinstance(doc, dict) or doc.get("format") != LINEAR_FORMAT:
-            raise ValueError(f"not a {LINEAR_FORMAT} document")
-        kind = doc.get("kind")
-        if kind not in ("linear", "logistic", "softmax"):
-            raise ValueError("kind must be linear, logistic or softmax")
-        coef = np.asarray(doc.get("coef"), dtype=np.float64)
-        intercept = np.atleast_1d(np.asarray(doc.get("intercept", 0.0), dtype=np.float64))
-        if coef.ndim == 1:
-            coef = coef[None, :]
-        if coef.ndim != 2 or coef.shape[1] == 0 or intercept.shape != (coef.shape[0],):
-            raise ValueError("coef must be rows × features and intercept one value per row")
-        if not (np.all(np.isfinite(coef)) and np.all(np.isfinite(intercept))):
-            raise ValueError("non-finite coefficient")
-        classes = tuple(doc.get("classes", ()))
-        if kind == "logistic" and (coef.shape[0] != 1 or len(classes) != 2):
-            raise ValueError("logistic needs one coefficient row and two classes")
-        if kind == "softmax" and len(classes) != coef.shape[0]:
-            raise ValueError("softmax needs one coefficient row per class")
-        if kind == "linear" and coef.shape[0] != 1:
-            raise ValueError("linear needs one coefficient row")
-        self.kind, self.coef, self.intercept, self.classes = kind, coef, intercept, classes
-        self.n_features = int(coef.shape[1])
-
-    def predict(self, x: np.ndarray) -> Prediction:
-        z = x @ self.coef.T + self.intercept
-        if self.kind == "linear":
-            return Prediction([float(v) for v in z[:, 0]], None, ())
-        if self.kind == "logistic":
-            p1 = 1.0 / (1.0 + np.exp(-np.clip(z[:, 0], -500, 500)))
-            proba = np.stack([1.0 - p1, p1], axis=1)
-        else:
-            e = np.exp(z - z.max(axis=1, keepdims=True))
-            proba = e / e.sum(axis=1, keepdims=True)
-        labels = [self.classes[i] for i in proba.argmax(axis=1)]
-        return Prediction(labels, proba, self.classes)
-
-
-class SklearnModel:
-    def __init__(self, estimator: Any) -> None:
-        if not callable(getattr(estimator, "predict", None)):
-            raise ValueError("the object has no predict method")
-        self.estimator = estimator
-        n = getattr(estimator, "n_features_in_", None)
-        if not isinstance(n, int | np.integer):
-            raise ValueError("the estimator is not fitted (no n_features_in_)")
-        self.n_features = int(n)
-        self.classes: tuple[Any, ...] = tuple(_plain(c) for c in getattr(estimator, "classes_", ()))
-
-    def predict(self, x: np.ndarray) -> Prediction:
-        if self.classes and callable(getattr(self.estimator, "predict_proba", None)):
-            proba = np.asarray(self.estimator.predict_proba(x), dtype=np.float64)
-            labels = [self.classes[i] for i in proba.argmax(axis=1)]
-            return Prediction(labels, proba, self.classes)
-        return Prediction([_plain(v) for v in self.estimator.predict(x)], None, self.classes)
-
-
-def _plain(value: Any) -> Any:
-    return value.item() if isinstance(value, np.generic) else value
-
-
-# ONNX: tensor element types ONNX Runtime reports, and the NumPy dtype a float one is fed / read as
-_ONNX_FLOATS = {"tensor(float)": np.float32, "tensor(double)": np.float64}
-_PROBABILITY_OUTPUTS = ("output_probability", "probabilities")
-
-
-class OnnxModel:
-    """An ONNX graph on ONNX Runtime's CPU provider: one float input ``[rows, features]`` whose batch
-    dimension is dynamic, serving class probabilities ``[rows, classes]`` (labels from ``classes``) or
-    values ``[rows]`` / ``[rows, 1]``."""
-
-    def __init__(self, data: bytes, classes: tuple[Any, ...], threads: int) -> None:
-        import onnxruntime as ort
-
-        from bastion.scanners.interface import FormatError
-
-        try:
-            external = _onnx_external_tensors(data)
-        except FormatError as exc:
-            raise ValueError(f"not a readable ONNX model ({exc})") from None
-        if external:
-            names = ", ".join(repr(n) for n in external[:3])
-            raise ValueError(
-                f"tensors {names} keep their data in external files: the gateway serves only self-contained "
-                "models (the checked file is all that is loaded); re-export with the weights embedded"
-            )
-        options = ort.SessionOptions()
-        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-        options.intra_op_num_threads = threads
-        options.inter_op_num_threads = 1
-        options.log_severity_level = 3  # errors only: a refusal says why through ModelRefused
-        try:
-            session = ort.InferenceSession(data, options, providers=["CPUExecutionProvider"])
-        except _ort_errors() as exc:
-            raise ValueError(f"ONNX Runtime cannot load it ({type(exc).__name__}: {exc})") from None
-        inputs = session.get_inputs()
-        if len(inputs) != 1:
-            raise ValueError(f"the graph has {len(inputs)} inputs; the gateway serves one [rows, features]")
-        (feed,) = inputs
-        if feed.type not in _ONNX_FLOATS:
-            raise ValueError(f"input {feed.name!r} is {feed.type}; the gateway feeds float or double")
-        shape = list(feed.shape)
-        if len(shape) != 2 or isinstance(shape[0], int) or not isinstance(shape[1], int) or shape[1] < 1:
-            raise ValueError(
-                f"input {feed.name!r} has shape {shape}; the gateway needs [rows, features] with a dynamic "
-                "batch dimension and a fixed width"
-            )
-        self.session, self.input_name, self.input_dtype = session, feed.name, _ONNX_FLOATS[feed.type]
-        self.n_features = int(shape[1])
-        self.output_name, width = self._pick_output(session.get_outputs())
-        if width is None:  # values
-            if classes:
-                raise ValueError("classes is set but the model outputs values, not probabilities")
-            self.classes: tuple[Any, ...] = ()
-        else:
-            if not classes:
-                raise ValueError(f"the model outputs probabilities over {width} classes: set classes")
-            if len(classes) != width:
-                raise ValueError(f"classes names {len(classes)} classes but the model outputs {width}")
-            self.classes = classes
-
-    @staticmethod
-    def _pick_output(outputs: list[Any]) -> tuple[str, int | None]:
-        """The output served and its class count (None: values). Probabilities come first."""
-        named = [o for o in outputs if o.name in _PROBABILITY_OUTPUTS]
-        candidates = named or (outputs if len(outputs) == 1 else [])
-        if not candidates:
-            found = ", ".join(f"{o.name} {o.type}" for o in outputs)
-            raise ValueError(f"outputs [{found}]: expected one probabilities or values output")
-        out = candidates[0]
-        if out.type not in _ONNX_FLOATS:
-            hint = " (a ZipMap: re-export with zipmap disabled)" if out.type.startswith("seq(") else ""
-            raise ValueError(f"output {out.name!r} is {out.type}, not a float tensor{hint}")
-        shape = list(out.shape)
-        if len(shape) == 1 or (len(shape) == 2 and shape[1] == 1 and not named):
-            return out.name, None
-        if len(shape) == 2 and isinstance(shape[1], int) and shape[1] >= 2:
-            return out.name, shape[1]
-        raise ValueError(
-            f"output {out.name!r} has shape {shape}; expected [rows, classes], [rows] or [rows, 1]"
-        )
-
-    def predict(self, x: np.ndarray) -> Prediction:
-        feed = {self.input_name: np.ascontiguousarray(x, dtype=self.input_dtype)}
-        (raw,) = self.session.run([self.output_name], feed)
-        y = np.asarray(raw, dtype=np.float64)
-        rows = x.shape[0]
-        if not self.classes:
-            if y.shape not in ((rows,), (rows, 1)) or not np.isfinite(y).all():
-                raise HttpError(500, "model-error", "the model returned malformed values")
-            return Prediction([float(v) for v in y.reshape(rows)], None, ())
-        if y.shape != (rows, len(self.classes)) or not np.isfinite(y).all():
-            raise HttpError(500, "model-error", "the model returned malformed probabilities")
-        return Prediction([self.classes[i] for i in y.argmax(axis=1)], y, self.classes)
-
-
-def _ort_errors() -> tuple[type[Exception], ...]:
-    """ONNX Runtime's own exception classes (pybind11 derives them from ``Exception`` directly)."""
-    from onnxruntime.capi import onnxruntime_pybind11_state as state
-
-    own = (v for v in vars(state).values() if isinstance(v, type) and issubclass(v, Exception))
-    return (*own, RuntimeError)
-
-
-# ONNX protobuf field numbers (onnx/onnx.proto) the external-data walk follows
-_GRAPH_FIELDS = {1: "node", 5: "tensor", 15: "sparse"}
-_NODE_ATTRIBUTE = 5
-_ATTR_FIELDS = {5: "tensor", 6: "graph", 10: "tensor", 11: "graph", 22: "sparse", 23: "sparse"}
-_TENSOR_NAME, _TENSOR_EXTERNAL_DATA, _TENSOR_DATA_LOCATION = 8, 13, 14
-
-
-def _onnx_external_tensors(data: bytes) -> list[str]:
-    """Names of the tensors anywhere in a ModelProto (graphs, subgraphs, training graphs, functions) whose
-    data lives in an external file. The scanner has already judged where such files point."""
-    from bastion.scanners.protobuf import LEN, VARINT, Field, iter_fields
-
-    found: list[str] = []
-    stack: list[tuple[str, Field]] = []
-    for f in iter_fields(memoryview(data)):
-        if f.wire_type != LEN:
-            continue
-        if f.number == 7:  # graph
-            stack.append(("graph", f))
-        elif f.number == 20:  # training_info: initialization, algorithm
-            stack.extend(("graph", g) for g in f.sub() if g.number in (1, 2) and g.wire_type == LEN)
-        elif f.number == 25:  # functions: their nodes
-            stack.extend(("node", g) for g in f.sub() if g.number == 7 and g.wire_type == LEN)
-    while stack:
-        kind, msg = stack.pop()
-        subs = [g for g in msg.sub() if g.wire_type in (LEN, VARINT)]
-        if kind == "tensor":
-            external = any(
-                (g.number == _TENSOR_EXTERNAL_DATA and g.wire_type == LEN)
-                or (g.number == _TENSOR_DATA_LOCATION and g.wire_type == VARINT and g.value == 1)
-                for g in subs
-            )
-            if external:
-                found.append(
-                    next((g.text() for g in subs if g.number == _TENSOR_NAME and g.wire_type == LEN), "")
-                )
-            continue
-        table = {"graph": _GRAPH_FIELDS, "node": {_NODE_ATTRIBUTE: "attribute"}, "attribute": _ATTR_FIELDS,
-                 "sparse": {1: "tensor", 2: "tensor"}}[kind]  # fmt: skip
-        stack.extend((table[g.number], g) for g in subs if g.wire_type == LEN and g.number in table)
-    return found
-
-
-# skops: the types a file may add to skops' own defaults, beyond which nothing is trusted. A type must sit
-# under one of these packages *and* be allowed by Bastion's pickle catalogue (the scikit-learn / NumPy types
-# it knows rebuild data, not code).
-SKOPS_TRUSTED_PACKAGES = ("sklearn.", "numpy.")
-
-
-def skops_untrusted(types: list[str]) -> list[str]:
-    """The types of ``types`` (skops' ``get_untrusted_types``) that the gateway does not trust."""
-    from bastion.scanners.pickle.catalogue import default_catalogue
-
-    catalogue = default_catalogue()
-    refused = []
-    for qualname in types:
-        module, _, name = qualname.rpartition(".")
-        if not (
-            qualname.startswith(SKOPS_TRUSTED_PACKAGES)
-            and catalogue.entry(module, name) is not None
-            and not catalogue.denied(module, name)
-        ):
-            refused.append(qualname)
-    return refused
-
-
-def _load_skops(path: Path) -> SklearnModel:
-    import zipfile
-
-    import skops.io as sio
-    from sklearn.base import BaseEstimator
-
-    try:
-        types = sio.get_untrusted_types(file=path)
-        refused = skops_untrusted(types)
-        if refused:
-            raise ModelRefused(
-                f"skops file names types outside the gateway's allowlist: {', '.join(refused)}"
-            )
-        estimator = sio.load(path, trusted=types)
-    except (zipfile.BadZipFile, KeyError) as exc:
-        raise ValueError(f"not a readable skops file ({type(exc).__name__}: {exc})") from None
-    if not isinstance(estimator, BaseEstimator):
-        raise ValueError(f"the file holds a {type(estimator).__name__}, not a scikit-learn estimator")
-    return SklearnModel(estimator)
 
 
 @dataclass
@@ -379,7 +126,7 @@ def _check_reference(spec: ModelSpec, width: int) -> None:
     """A configured detection reference must be readable, well formed and as wide as the model."""
     if spec.detection.reference is None or not spec.detection.enabled:
         return
-    from bastion.gateway.detection import load_reference
+    from bastion.gateway.reference import load_reference
 
     try:
         load_reference(spec.detection.reference, width)
@@ -484,7 +231,7 @@ def load_model(spec: ModelSpec) -> ServedModel:
 
                 impl = SklearnModel(joblib.load(copy))
             elif spec.format is ModelFormat.SKOPS:
-                impl = _load_skops(copy)
+                impl = load_skops(copy)
             elif spec.format is ModelFormat.ONNX:
                 impl = OnnxModel(copy.read_bytes(), spec.classes, spec.threads or 1)
             else:
