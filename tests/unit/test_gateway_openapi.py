@@ -103,6 +103,7 @@ async def test_the_document_is_valid_openapi_31_and_matches_the_routes(
         "/v1/models/{name}:predict",
         "/v2/models/{name}/infer",
         "/admin/audit",
+        "/admin/models/{name}/state",
         "/metrics",
     }
     assert doc["components"]["securitySchemes"]["bearer"] == {

@@ -493,6 +493,13 @@ def _evaluation_json(ev: Any) -> dict[str, Any]:
 )
 @click.option("--webhook", multiple=True, help="POST state changes here (http/https).")
 @click.option("--command", "commands", multiple=True, help="Run this command on state changes (no shell).")
+@click.option(
+    "--gateway",
+    "gateways",
+    multiple=True,
+    metavar="JSON",
+    help='Set a model state at a Bastion gateway: {"url", "model", "token_env", "on_alarm", "on_ok", ...}.',
+)
 def alarm_set(
     name: str,
     periods: int,
@@ -500,9 +507,10 @@ def alarm_set(
     missing_data: str,
     webhook: tuple[str, ...],
     commands: tuple[str, ...],
+    gateways: tuple[str, ...],
 ) -> None:
     """Create or update an alarm (M of N datapoints, missing-data policy, actions)."""
-    from bastion.monitor.actions import validate_command, validate_webhook
+    from bastion.monitor.actions import parse_gateway_action, validate_command, validate_webhook
     from bastion.monitor.alarms import AlarmConfig, MissingData
     from bastion.monitor.store import MonitorStore
 
@@ -513,6 +521,7 @@ def alarm_set(
         MissingData(missing_data),
         tuple(validate_webhook(u) for u in webhook),
         tuple(validate_command(c) for c in commands),
+        tuple(parse_gateway_action(g) for g in gateways),
     )
     record = MonitorStore().put_alarm(config)
     click.echo(
@@ -551,6 +560,7 @@ def alarms(fmt: str) -> None:
                     "missing_data": r.config.missing_data.value,
                     "webhooks": list(r.config.webhooks),
                     "commands": list(r.config.commands),
+                    "gateways": [g.to_json() for g in r.config.gateways],
                 }
                 for r in records
             ],

@@ -12,6 +12,7 @@ stealing. One ASGI app (the protective steps, a fixed route table, the audit rec
     capture      served rows as JSON Lines for the monitor
     detection    per-identity extraction / membership-inference signals, graded response
     hardening    labels only, top-k, rounding, deterministic noise
+    model_state  a model's runtime state (normal / throttle / block), in process or in Redis
     middleware   the protective steps;  runtime  the state they share;  app  the one ASGI app and its routes
     openapi      the OpenAPI 3.1 document, built per caller
     server       uvicorn with TLS 1.2+ (optional mTLS) and a header deadline against slow clients

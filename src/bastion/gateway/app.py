@@ -6,6 +6,8 @@ GET  /v1/models/{name}, /v2/models/{name}    metadata (read-metadata) or readine
 POST /v1/models/{name}:predict               {"instances": [[...], ...]} -> {"predictions": [...]}
 POST /v2/models/{name}/infer                 V2 tensors in and out
 GET  /admin/audit?limit=N                    recent audit records (read-audit)
+GET  /admin/models/{name}/state              the model's runtime state (read-metadata or manage)
+PUT  /admin/models/{name}/state              {"state": normal|throttle|block, "reason", "factor"} (manage)
 GET  /metrics                                Prometheus counters (read-audit)
 GET  /openapi.json                           OpenAPI 3.1, listing only the caller's models
 
@@ -24,7 +26,8 @@ from typing import Any
 from urllib.parse import parse_qsl
 
 from bastion.gateway.access import Action, Principal, Role
-from bastion.gateway.config import GatewayConfig, Output, OutputMode
+from bastion.gateway.audit import utc_now
+from bastion.gateway.config import GatewayConfig, ModelSpec, Output, OutputMode
 from bastion.gateway.detection import ExtractionDetector, Level, SharedLevels, share_levels
 from bastion.gateway.errors import HttpError, LimiterUnavailable
 from bastion.gateway.hardening import harden
@@ -45,6 +48,7 @@ from bastion.gateway.middleware import (
     send_error,
     send_reply,
 )
+from bastion.gateway.model_state import ModelState, parse_change
 from bastion.gateway.models import ServedModel
 from bastion.gateway.runtime import Gateway
 from bastion.gateway.wire import dumps, loads_strict
@@ -176,12 +180,17 @@ async def _serve(call: Call, rows: Any) -> tuple[ServedModel, list[Any], Level]:
     gw, ctx, principal = call.gw, call.ctx, call.principal
     model = _model(call, Action.PREDICT)
     name = model.spec.name
+    state = await gw.model_state(name)  # set by an operator or the monitor's gateway action
+    if state.state is ModelState.BLOCK:
+        raise HttpError(503, "model-suspended", f"this model is suspended: {state.reason}")
+    throttled = state.state is ModelState.THROTTLE
     detector = gw.detectors[name]
     level = await _current(detector, principal.caller, name)
     if level is Level.BLOCK:
         raise HttpError(403, "blocked", "this identity is blocked from this model (suspected extraction)")
     x = model.validate(rows, gw.config.server.max_rows)
-    n = float(x.shape[0]) * (THROTTLE_FACTOR if level >= Level.THROTTLE else 1.0)
+    factor = max(THROTTLE_FACTOR if level >= Level.THROTTLE else 1.0, state.factor if throttled else 1.0)
+    n = float(x.shape[0]) * factor
     limits = gw.config.limits
     decision = await gw.charge(
         [
@@ -215,12 +224,15 @@ async def _serve(call: Call, rows: Any) -> tuple[ServedModel, list[Any], Level]:
         prediction,
         x,
         output,
-        labels_only=level >= Level.LABELS_ONLY,
+        labels_only=throttled or level >= Level.LABELS_ONLY,
         secret=gw.secret,
         model=name,
         caller=principal.caller,
     )
-    ctx.reason = f"detection-{level.name.lower()}" if level > Level.NORMAL else ""
+    reasons = [f"detection-{level.name.lower()}"] if level > Level.NORMAL else []
+    if throttled:
+        reasons.append("model-throttled")
+    ctx.reason = " ".join(reasons)
     writer = gw.captures.get(name)
     if writer is not None:
         writer.add(ctx.request_time, ctx.request_id, x, prediction)
@@ -312,6 +324,43 @@ async def admin_audit(call: Call) -> Reply:
     return _json({"records": call.gw.audit.recent(int(text))})
 
 
+def _state_spec(call: Call, *actions: Action) -> ModelSpec:
+    """The configured model named in the path (loaded or refused), if the caller holds one of ``actions``."""
+    spec = call.gw.specs.get(call.params["name"])
+    if spec is None:
+        raise HttpError(404, "unknown-model", "no such model")
+    call.ctx.model, call.ctx.model_version = spec.name, spec.version
+    if not any(call.principal.may(a, spec.environment, spec.name) for a in actions):
+        wanted = " or ".join(a.value for a in actions)
+        raise HttpError(403, "forbidden", f"not allowed to {wanted} this model in {spec.environment}")
+    return spec
+
+
+async def get_model_state(call: Call) -> Reply:
+    spec = _state_spec(call, Action.READ_METADATA, Action.MANAGE)
+    record = await call.gw.model_state(spec.name)
+    return _json({"model": spec.name, **record.to_json()})
+
+
+async def put_model_state(call: Call) -> Reply:
+    """Suspend, throttle or restore a model (``manage``); every change is a security audit record."""
+    gw, ctx = call.gw, call.ctx
+    spec = _state_spec(call, Action.MANAGE)
+    record = parse_change(await call.json(), by=call.principal.caller, at=utc_now())
+    previous = await gw.set_model_state(spec.name, record)
+    gw.security_event(
+        "model-state",
+        ctx,
+        detail=f"{previous.state.value} -> {record.state.value}",
+        model=spec.name,
+        by=record.by,
+        reason=record.reason,
+        factor=record.factor,
+        **{"from": previous.state.value, "to": record.state.value},
+    )
+    return _json({"model": spec.name, **record.to_json(), "previous": previous.state.value})
+
+
 async def metrics(call: Call) -> Reply:
     _require(call, Action.READ_AUDIT)
     gw = call.gw
@@ -353,6 +402,8 @@ ROUTES = (
     _post("/v2/models/{name}/infer", infer_v2),
     _get("/v2/models/{name}", model_metadata),
     _get("/admin/audit", admin_audit),
+    _get("/admin/models/{name}/state", get_model_state),
+    Route("/admin/models/{name}/state", frozenset({"PUT"}), put_model_state),
     _get("/metrics", metrics),
     _get("/openapi.json", openapi),
 )

@@ -15,6 +15,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from bastion.core.net import is_loopback_host
 from bastion.errors import ConfigError
 from bastion.gateway.access import Role
 
@@ -224,15 +225,6 @@ class ModelSpec(_Strict):
         return self
 
 
-def _loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
-
-
 class JwtConfig(_Strict):
     issuer: str
     audience: str
@@ -271,7 +263,7 @@ class JwtConfig(_Strict):
                 or parts.password
             ):
                 raise ValueError("jwks_url must be an https:// URL without credentials")
-            if parts.scheme == "http" and not _loopback(parts.hostname):
+            if parts.scheme == "http" and not is_loopback_host(parts.hostname):
                 raise ValueError("jwks_url must use https (plain http only on a loopback address)")
         return self
 

@@ -22,7 +22,7 @@ ERRORS: dict[int, str] = {
     422: "Wrong shape, type or range",
     429: "Rate limit, daily quota, concurrency cap or failed-login throttle (see Retry-After)",
     502: "The upstream model server failed or answered badly (proxied models)",
-    503: "Model refused at load, or the limits store is unreachable",
+    503: "Model refused at load, suspended (model-suspended), or the limits store is unreachable",
     504: "The upstream model server did not answer in time (proxied models)",
 }
 
@@ -139,6 +139,35 @@ _SCHEMAS: dict[str, Any] = {
             }
         },
     },
+    "ModelStateChange": {
+        "type": "object",
+        "required": ["state", "reason"],
+        "additionalProperties": False,
+        "properties": {
+            "state": {"enum": ["normal", "throttle", "block"]},
+            "reason": {"type": "string", "minLength": 1, "maxLength": 200},
+            "factor": {
+                "type": "number",
+                "minimum": 1,
+                "maximum": 1000,
+                "default": 10,
+                "description": "throttle only: the token cost of each prediction row",
+            },
+        },
+    },
+    "ModelState": {
+        "type": "object",
+        "required": ["model", "state", "reason", "factor", "by", "at"],
+        "properties": {
+            "model": {"type": "string"},
+            "state": {"enum": ["normal", "throttle", "block"]},
+            "reason": {"type": "string"},
+            "factor": {"type": "number"},
+            "by": {"type": "string", "description": "the identity that set it (empty: never set)"},
+            "at": {"type": "string"},
+            "previous": {"enum": ["normal", "throttle", "block"], "description": "PUT only"},
+        },
+    },
     "Status": {"type": "object", "required": ["status"], "properties": {"status": {"type": "string"}}},
 }
 
@@ -223,6 +252,26 @@ def build_document(*, models: list[str], environment: str) -> dict[str, Any]:
                     }
                 ],
             )
+        },
+        "/admin/models/{name}/state": {
+            "get": _operation(
+                "The model's runtime state (read-metadata or manage)",
+                "operations",
+                _responses(_json(_ref("ModelState"), "state"), *_AUTH, 404, 503),
+                parameters=name,
+            ),
+            "put": _operation(
+                "Suspend (block), throttle or restore (normal) the model (manage); audited",
+                "operations",
+                _responses(
+                    _json(_ref("ModelState"), "the new state"), *_AUTH, 404, 408, 411, 413, 415, 422, 503
+                ),
+                parameters=name,
+                requestBody={
+                    "required": True,
+                    "content": {"application/json": {"schema": _ref("ModelStateChange")}},
+                },
+            ),
         },
         "/metrics": {
             "get": _operation(

@@ -24,6 +24,7 @@ from bastion.gateway.detection import Event, ExtractionDetector
 from bastion.gateway.errors import LimiterUnavailable, ModelRefused
 from bastion.gateway.limits import Charge, ConcurrencyGate, Decision, Limiter, Quota, make_limiter
 from bastion.gateway.middleware import RequestContext, limiter_down
+from bastion.gateway.model_state import StateRecord, make_states
 from bastion.gateway.models import ServedModel, load_model
 
 if TYPE_CHECKING:
@@ -64,6 +65,7 @@ class Gateway:
         self.allow: tuple[Network, ...] = tuple(ipaddress.ip_network(c, strict=False) for c in server.allow)
         self.deny: tuple[Network, ...] = tuple(ipaddress.ip_network(c, strict=False) for c in server.deny)
         self.limiter = limiter or make_limiter(config.limits)
+        self.states = make_states(config.limits)  # normal / throttle / block per model (model_state)
         self.concurrency = ConcurrencyGate(config.limits.concurrent)
         self.keys = ApiKeyStore(config.auth.api_keys_file) if config.auth.api_keys_file else None
         self.jwt = JwtVerifier(config.auth.jwt, config.auth.groups_claim) if config.auth.jwt else None
@@ -179,6 +181,20 @@ class Gateway:
         except LimiterUnavailable as exc:
             raise limiter_down(exc) from None
 
+    async def model_state(self, model: str) -> StateRecord:
+        """The model's runtime state; a store that cannot answer refuses the request (503)."""
+        try:
+            return await self.states.get(model)
+        except LimiterUnavailable as exc:
+            raise limiter_down(exc) from None
+
+    async def set_model_state(self, model: str, record: StateRecord) -> StateRecord:
+        """Set the model's runtime state; the state it replaced."""
+        try:
+            return await self.states.swap(model, record)
+        except LimiterUnavailable as exc:
+            raise limiter_down(exc) from None
+
     # -- audit ---------------------------------------------------------------------------------------------
     def record_access(self, ctx: RequestContext) -> None:
         decision = "allow" if ctx.status < 400 else ("error" if ctx.reason == "internal-error" else "deny")
@@ -245,4 +261,5 @@ class Gateway:
         for writer in self.captures.values():
             writer.close()  # graceful shutdown writes the buffered captured rows
         await self.limiter.close()
+        await self.states.close()
         self.audit.close()

@@ -21,6 +21,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from bastion.errors import UsageError
+from bastion.monitor.actions import GatewayAction
 
 
 class AlarmState(enum.Enum):
@@ -44,6 +45,7 @@ class AlarmConfig:
     missing_data: MissingData = MissingData.MISSING
     webhooks: tuple[str, ...] = ()
     commands: tuple[str, ...] = ()
+    gateways: tuple[GatewayAction, ...] = ()  # model states set at a Bastion gateway
 
     def __post_init__(self) -> None:
         if not self.name or not all(ch.isalnum() or ch in "-_." for ch in self.name):

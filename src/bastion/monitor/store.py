@@ -18,7 +18,7 @@ from typing import Any
 
 from bastion.core.home import bastion_home
 from bastion.errors import InputError, UsageError
-from bastion.monitor.actions import ActionResult, post_webhook, run_command
+from bastion.monitor.actions import ActionResult, GatewayAction, post_webhook, run_command, set_gateway_state
 from bastion.monitor.alarms import AlarmConfig, AlarmState, MissingData, evaluate
 
 _SCHEMA = """
@@ -73,6 +73,7 @@ def _config_json(config: AlarmConfig) -> str:
             "missing_data": config.missing_data.value,
             "webhooks": list(config.webhooks),
             "commands": list(config.commands),
+            "gateways": [g.to_json() for g in config.gateways],
         }
     )
 
@@ -86,6 +87,7 @@ def _config_from(name: str, text: str) -> AlarmConfig:
         missing_data=MissingData(data["missing_data"]),
         webhooks=tuple(data["webhooks"]),
         commands=tuple(data["commands"]),
+        gateways=tuple(GatewayAction.from_json(g) for g in data.get("gateways", [])),
     )
 
 
@@ -164,6 +166,7 @@ class MonitorStore:
         *,
         webhook: Callable[[str, dict[str, Any]], ActionResult] = post_webhook,
         command: Callable[[str, dict[str, Any]], ActionResult] = run_command,
+        gateway: Callable[[GatewayAction, dict[str, Any]], ActionResult] = set_gateway_state,
     ) -> Evaluation:
         """Record one evaluation of ``name`` (check status OK / ALARM / INSUFFICIENT_DATA) and act on it."""
         points = {"ALARM": True, "OK": False, "INSUFFICIENT_DATA": None}
@@ -191,6 +194,7 @@ class MonitorStore:
             }
             results += [webhook(url, payload) for url in alarm.config.webhooks]
             results += [command(cmd, payload) for cmd in alarm.config.commands]
+            results += [gateway(g, payload) for g in alarm.config.gateways]
         with self._connect() as db:
             cursor = db.execute(
                 "INSERT INTO evaluations"

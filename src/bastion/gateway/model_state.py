@@ -1,0 +1,178 @@
+"""A model's runtime state at the gateway: ``normal``, ``throttle`` or ``block``.
+
+The state is the enforcement end of the monitor's alarms (``PUT /admin/models/{name}/state``, the monitor's
+``gateway`` action): ``block`` suspends predictions on the model (503 ``model-suspended``), ``throttle`` makes
+every prediction row cost ``factor`` tokens and hardens answers to labels only. It lives in the process
+(``MemoryStates``) or, with ``limits.backend: redis``, in Redis (``RedisStates``, key
+``<prefix>state:<model>``) so that every replica honours it. A Redis error raises ``LimiterUnavailable``:
+the gateway then refuses the request, as the limiter does (fail closed).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import enum
+import json
+import threading
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from bastion.gateway.config import LimitBackend, Limits
+from bastion.gateway.errors import LimiterUnavailable
+
+DEFAULT_FACTOR = 10.0
+MAX_FACTOR = 1000.0
+MAX_REASON = 200
+
+
+class ModelState(enum.Enum):
+    NORMAL = "normal"
+    THROTTLE = "throttle"
+    BLOCK = "block"
+
+
+@dataclass(frozen=True)
+class StateRecord:
+    """A model's state; ``factor`` is the row cost under ``throttle`` (1 otherwise)."""
+
+    state: ModelState = ModelState.NORMAL
+    reason: str = ""
+    factor: float = 1.0
+    by: str = ""
+    at: str = ""
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "state": self.state.value,
+            "reason": self.reason,
+            "factor": self.factor,
+            "by": self.by,
+            "at": self.at,
+        }
+
+    @classmethod
+    def from_json(cls, data: Any) -> StateRecord:
+        """A stored record; anything unreadable is a store failure (fail closed), never ``normal``."""
+        try:
+            return cls(
+                ModelState(data["state"]),
+                str(data["reason"]),
+                float(data["factor"]),
+                str(data["by"]),
+                str(data["at"]),
+            )
+        except (KeyError, TypeError, ValueError):
+            raise LimiterUnavailable("model-state store holds an unreadable record") from None
+
+
+NORMAL = StateRecord()
+
+
+class StateStore(Protocol):
+    async def get(self, model: str) -> StateRecord: ...
+
+    async def swap(self, model: str, record: StateRecord) -> StateRecord:
+        """Set ``model``'s state to ``record``; the state it replaces."""
+        ...
+
+    async def close(self) -> None: ...
+
+
+class MemoryStates:
+    """States of one process (one replica)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._states: dict[str, StateRecord] = {}
+
+    async def get(self, model: str) -> StateRecord:
+        return self._states.get(model, NORMAL)
+
+    async def swap(self, model: str, record: StateRecord) -> StateRecord:
+        with self._lock:
+            previous = self._states.get(model, NORMAL)
+            self._states[model] = record
+        return previous
+
+    async def close(self) -> None:
+        return None
+
+
+class RedisStates:
+    """States shared by every replica through Redis (no expiry); errors raise ``LimiterUnavailable``."""
+
+    def __init__(self, url: str, *, prefix: str, timeout_s: float) -> None:
+        import redis.asyncio as aredis
+
+        self.prefix = prefix + "state:"
+        self._client = aredis.Redis.from_url(
+            url, socket_timeout=timeout_s, socket_connect_timeout=timeout_s, retry_on_timeout=False
+        )
+        self._timeout = timeout_s * 4
+
+    async def get(self, model: str) -> StateRecord:
+        return self._parse(await self._call(self._client.get(self.prefix + model)))
+
+    async def swap(self, model: str, record: StateRecord) -> StateRecord:
+        text = json.dumps(record.to_json(), sort_keys=True)
+        return self._parse(await self._call(self._client.set(self.prefix + model, text, get=True)))
+
+    async def _call(self, pending: Any) -> Any:
+        from redis.exceptions import RedisError
+
+        try:
+            async with asyncio.timeout(self._timeout):
+                return await pending
+        except (RedisError, OSError, TimeoutError) as exc:
+            raise LimiterUnavailable(f"model-state store unreachable ({type(exc).__name__})") from None
+
+    @staticmethod
+    def _parse(value: Any) -> StateRecord:
+        if value is None:
+            return NORMAL
+        try:
+            data = json.loads(value)
+        except (ValueError, UnicodeDecodeError):
+            raise LimiterUnavailable("model-state store holds an unreadable record") from None
+        return StateRecord.from_json(data)
+
+    async def close(self) -> None:
+        await self._client.aclose()
+
+
+def make_states(limits: Limits) -> StateStore:
+    if limits.backend is LimitBackend.REDIS:
+        return RedisStates(limits.redis_url, prefix=limits.redis_prefix, timeout_s=limits.redis_timeout_s)
+    return MemoryStates()
+
+
+_CHANGE_KEYS = frozenset({"state", "reason", "factor"})
+
+
+def parse_change(body: Any, *, by: str, at: str) -> StateRecord:
+    """The state a ``PUT /admin/models/{name}/state`` body asks for, validated strictly (422 otherwise):
+    ``{"state": "normal" | "throttle" | "block", "reason": "...", "factor": 1..1000 (throttle only)}``."""
+    from bastion.gateway.errors import HttpError
+
+    if not isinstance(body, dict) or body.keys() - _CHANGE_KEYS or not {"state", "reason"} <= body.keys():
+        raise HttpError(422, "bad-request-body", 'expected {"state": ..., "reason": ..., "factor": optional}')
+    states = [s.value for s in ModelState]
+    if body["state"] not in states:
+        raise HttpError(422, "bad-state", f"state must be one of {states}")
+    state = ModelState(body["state"])
+    reason = body["reason"]
+    if (
+        not isinstance(reason, str)
+        or not reason.strip()
+        or len(reason) > MAX_REASON
+        or not reason.isprintable()
+    ):
+        raise HttpError(422, "bad-reason", f"reason must be 1..{MAX_REASON} printable characters")
+    factor = body.get("factor")
+    if factor is not None and state is not ModelState.THROTTLE:
+        raise HttpError(422, "bad-factor", "factor is for the throttle state")
+    if state is ModelState.THROTTLE:
+        factor = DEFAULT_FACTOR if factor is None else factor
+        if isinstance(factor, bool) or not isinstance(factor, int | float) or not 1 <= factor <= MAX_FACTOR:
+            raise HttpError(422, "bad-factor", f"factor must be a number from 1 to {MAX_FACTOR:g}")
+    return StateRecord(state, reason.strip(), float(factor or 1.0), by, at)

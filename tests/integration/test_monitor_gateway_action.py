@@ -1,0 +1,207 @@
+"""The monitor's gateway action end to end: an alarm that goes to ALARM blocks (or throttles) the model at a
+real gateway served on a loopback port, and going back to OK restores it; the token stays in the
+environment, and a failing action is recorded without stopping the others."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from click.testing import CliRunner
+
+from bastion.errors import UsageError
+from bastion.gateway.app import build_app
+from bastion.monitor.actions import GatewayAction, GatewayState, gateway_reason, set_gateway_state
+from bastion.monitor.alarms import AlarmConfig, AlarmState
+from bastion.monitor.store import MonitorStore
+from tests.gateway_helpers import Setup, bearer, free_port, serve_on_loopback
+from tests.unit.test_gateway_model_state import setup_with_operator
+
+TOKEN_ENV = "BASTION_TEST_GATEWAY_TOKEN"  # noqa: S105 - the name of an environment variable
+
+
+@pytest.fixture()
+def gateway(tmp_path: Path) -> Iterator[tuple[Setup, str]]:
+    (tmp_path / "gw").mkdir()
+    setup = setup_with_operator(tmp_path / "gw")
+    with serve_on_loopback(build_app(setup.config)) as url:
+        yield setup, url
+
+
+def _predict(url: str, setup: Setup) -> httpx.Response:
+    rows = {"instances": setup.X[:3].tolist()}
+    return httpx.post(f"{url}/v1/models/clf:predict", json=rows, headers=bearer(setup.keys["alice"]))
+
+
+def test_alarm_blocks_the_model_and_ok_restores_it(
+    gateway: tuple[Setup, str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    setup, url = gateway
+    token = setup.keys["olga"]  # mlops-engineer: manage on clf in prod
+    monkeypatch.setenv(TOKEN_ENV, token)
+    store = MonitorStore(tmp_path / "monitor.db")
+    action = GatewayAction(url, "clf", TOKEN_ENV)  # on_alarm block, on_ok normal
+    store.put_alarm(AlarmConfig("churn-inputs", gateways=(action,)))
+    assert _predict(url, setup).status_code == 200
+
+    alarm = store.record("churn-inputs", "ALARM", {"rows": 500, "drifted_columns": ["tenure", "charges"]})
+    assert alarm.state_after is AlarmState.ALARM
+    [result] = alarm.actions
+    assert (result.kind, result.ok, result.detail) == ("gateway", True, "HTTP 200: block")
+    assert result.target == f"{url}/admin/models/clf/state"
+    refused = _predict(url, setup)
+    assert refused.status_code == 503 and refused.json()["error"] == "model-suspended"
+    assert refused.json()["message"] == (
+        "this model is suspended: alarm churn-inputs: ALARM (drifted: tenure, charges)"
+    )
+    meta = httpx.get(f"{url}/v1/models/clf", headers=bearer(setup.keys["bob"]))
+    assert meta.status_code == 200  # metadata stays readable
+
+    ok = store.record("churn-inputs", "OK", {"rows": 500, "drifted_columns": []})
+    assert ok.state_after is AlarmState.OK and ok.actions[0].detail == "HTTP 200: normal"
+    assert _predict(url, setup).status_code == 200
+
+    events = setup.events("model-state")
+    assert [(e["from"], e["to"], e["caller"]) for e in events] == [
+        ("normal", "block", "olga"),
+        ("block", "normal", "olga"),
+    ]
+    assert events[1]["reason"] == "alarm churn-inputs: OK"
+    # the token lives only in the environment: not in the stored configuration or the recorded results
+    assert token.encode() not in (tmp_path / "monitor.db").read_bytes()
+    assert all(token not in a.detail for e in store.history("churn-inputs") for a in e.actions)
+    assert [len(e.actions) for e in store.history("churn-inputs")] == [1, 1]
+
+
+def test_throttle_on_alarm_with_a_factor(
+    gateway: tuple[Setup, str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    setup, url = gateway
+    monkeypatch.setenv(TOKEN_ENV, setup.keys["olga"])
+    action = GatewayAction(url, "clf", TOKEN_ENV, on_alarm=GatewayState.THROTTLE, factor=20)
+    store = MonitorStore(tmp_path / "monitor.db")
+    store.put_alarm(AlarmConfig("a", gateways=(action,)))
+    # INSUFFICIENT_DATA -> ALARM: throttled; the gateway answers labels only
+    assert store.record("a", "ALARM", {"drifted_columns": ["x"]}).actions[0].detail == "HTTP 200: throttle"
+    state = httpx.get(f"{url}/admin/models/clf/state", headers=bearer(setup.keys["olga"])).json()
+    assert (state["state"], state["factor"]) == ("throttle", 20.0)
+    labels = _predict(url, setup).json()["predictions"]
+    assert all(isinstance(v, int) for v in labels)
+    # ALARM -> INSUFFICIENT_DATA is a transition too, but not one the gateway action acts on
+    evaluation = store.record("a", "INSUFFICIENT_DATA", {})
+    assert evaluation.state_after is AlarmState.INSUFFICIENT_DATA
+    assert [(a.ok, a.detail) for a in evaluation.actions] == [(True, "no change on INSUFFICIENT_DATA")]
+    state = httpx.get(f"{url}/admin/models/clf/state", headers=bearer(setup.keys["olga"])).json()
+    assert state["state"] == "throttle"
+    assert [e["to"] for e in setup.events("model-state")] == ["throttle"]
+
+
+def test_failing_gateway_actions_are_recorded_and_never_stop_the_others(
+    gateway: tuple[Setup, str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    setup, url = gateway
+    monkeypatch.setenv(TOKEN_ENV, setup.keys["olga"])
+    monkeypatch.setenv("BASTION_TEST_CONSUMER_TOKEN", setup.keys["alice"])
+    monkeypatch.delenv("BASTION_TEST_UNSET_TOKEN", raising=False)
+    actions = (
+        GatewayAction(f"http://127.0.0.1:{free_port()}", "clf", TOKEN_ENV, timeout_s=2),  # nothing listens
+        GatewayAction(url, "clf", "BASTION_TEST_UNSET_TOKEN"),
+        GatewayAction(url, "clf", "BASTION_TEST_CONSUMER_TOKEN"),  # a model-consumer may not manage
+        GatewayAction(url, "nope", TOKEN_ENV),
+        GatewayAction("https://127.0.0.1:9", "clf", TOKEN_ENV, ca_file=str(tmp_path / "missing.pem")),
+        GatewayAction(url, "clf", TOKEN_ENV),  # the one that works, last
+    )
+    store = MonitorStore(tmp_path / "monitor.db")
+    store.put_alarm(AlarmConfig("b", gateways=actions))
+    results = store.record("b", "ALARM", {"drifted_columns": ["x"]}).actions
+    assert [r.ok for r in results] == [False, False, False, False, False, True]
+    assert results[0].detail.startswith("unreachable")
+    assert results[1].detail == "$BASTION_TEST_UNSET_TOKEN is not set"
+    assert results[2].detail == "HTTP 403 forbidden"
+    assert results[3].detail == "HTTP 404 unknown-model"
+    assert results[4].detail.startswith("cannot read ca_file")
+    assert _predict(url, setup).status_code == 503
+    recorded = store.history("b")[-1].actions
+    assert [(r.kind, r.ok, r.detail) for r in recorded] == [(r.kind, r.ok, r.detail) for r in results]
+
+
+def test_gateway_action_validation() -> None:
+    GatewayAction("https://gateway.example:8443/prefix/", "churn", "TOKEN")
+    GatewayAction("http://localhost:8080", "churn", "TOKEN")
+    GatewayAction("http://[::1]:8080", "churn", "TOKEN")
+    assert (
+        GatewayAction("https://g.example/", "churn", "T").endpoint
+        == "https://g.example/admin/models/churn/state"
+    )
+    bad: list[dict[str, Any]] = [
+        {"url": "http://gateway.example", "model": "m", "token_env": "T"},  # plain http off loopback
+        {"url": "ftp://127.0.0.1", "model": "m", "token_env": "T"},
+        {"url": "https://user:pw@g.example", "model": "m", "token_env": "T"},
+        {"url": "https://g.example?token=x", "model": "m", "token_env": "T"},
+        {"url": "https://g.example", "model": "../m", "token_env": "T"},
+        {"url": "https://g.example", "model": "m", "token_env": "NOT-A-NAME"},
+        {"url": "https://g.example", "model": "m", "token_env": "T", "on_alarm": "normal"},
+        {"url": "https://g.example", "model": "m", "token_env": "T", "on_alarm": "pause"},
+        {"url": "https://g.example", "model": "m", "token_env": "T", "timeout_s": 0},
+        {"url": "https://g.example", "model": "m", "token_env": "T", "factor": 5},  # block: no factor
+        {"url": "https://g.example", "model": "m", "token_env": "T", "on_alarm": "throttle", "factor": 0},
+        {"url": "https://g.example", "model": "m", "token_env": "T", "token": "bst_secret"},  # unknown field
+        {"url": "https://g.example", "model": "m"},
+        {"url": "https://g.example", "model": "m", "token_env": "T", "timeout_s": True},
+    ]
+    for doc in bad:
+        with pytest.raises(UsageError):
+            GatewayAction.from_json(doc)
+    wrapped = {
+        "gateway": {
+            "url": "http://127.0.0.1:8080",
+            "model": "churn",
+            "token_env": "T",
+            "on_alarm": "throttle",
+        }
+    }
+    action = GatewayAction.from_json(wrapped)
+    assert action.on_alarm is GatewayState.THROTTLE and GatewayAction.from_json(action.to_json()) == action
+
+
+def test_reason_names_the_alarm_and_fits_the_gateway() -> None:
+    assert gateway_reason({"alarm": "a", "new_state": "ALARM", "check": {}}) == "alarm a: ALARM"
+    many = [f"feature_{i:03d}" for i in range(40)]
+    text = gateway_reason({"alarm": "a", "new_state": "ALARM", "check": {"drifted_columns": many}})
+    assert len(text) <= 200 and text.startswith("alarm a: ALARM (drifted: feature_000, ") and "more)" in text
+    odd = gateway_reason({"alarm": "a", "new_state": "ALARM", "check": {"drifted_columns": ["x\ny"]}})
+    assert odd == "alarm a: ALARM (drifted: x?y)" and odd.isprintable()
+
+
+def test_other_transitions_change_nothing() -> None:
+    action = GatewayAction("http://127.0.0.1:9", "m", "T")
+    result = set_gateway_state(action, {"alarm": "a", "old_state": "OK", "new_state": "INSUFFICIENT_DATA"})
+    assert result.ok and result.detail == "no change on INSUFFICIENT_DATA"
+
+
+def test_cli_sets_and_lists_a_gateway_action(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from bastion.cli.monitor import monitor
+
+    monkeypatch.setenv("BASTION_HOME", str(tmp_path / "home"))
+    spec = {"url": "http://127.0.0.1:8080", "model": "churn", "token_env": "BASTION_GATEWAY_TOKEN"}
+    runner = CliRunner()
+    created = runner.invoke(monitor, ["alarm-set", "inputs", "--gateway", json.dumps({"gateway": spec})])
+    assert created.exit_code == 0, created.output
+    listed = json.loads(runner.invoke(monitor, ["alarms", "--format", "json"]).output)
+    [gateway] = listed["alarms"][0]["gateways"]
+    assert gateway == {
+        **spec,
+        "on_alarm": "block",
+        "on_ok": "normal",
+        "timeout_s": 5.0,
+        "ca_file": None,
+        "factor": None,
+    }
+    insecure = runner.invoke(
+        monitor, ["alarm-set", "x", "--gateway", json.dumps({**spec, "url": "http://g.example"})]
+    )
+    assert insecure.exit_code != 0 and "https" in insecure.output
