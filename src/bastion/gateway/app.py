@@ -409,8 +409,22 @@ ROUTES = (
 )
 
 
+_MATCHED: dict[tuple[str, str], tuple[Handler, dict[str, str]]] = {}  # memo of matches (paths repeat)
+
+
 def route(path: str, method: str) -> tuple[Handler, dict[str, str]]:
     """The first route matching ``path`` and ``method``; 405 (with ``Allow``) or 404 otherwise."""
+    known = _MATCHED.get((path, method))
+    if known is not None:
+        return known[0], dict(known[1])
+    handler, params = _match(path, method)
+    if len(_MATCHED) >= 4096:  # ``{name}`` matches any segment: bounded, whatever clients send
+        _MATCHED.clear()
+    _MATCHED[(path, method)] = (handler, params)
+    return handler, dict(params)
+
+
+def _match(path: str, method: str) -> tuple[Handler, dict[str, str]]:
     allowed: set[str] = set()
     for candidate in ROUTES:
         match = candidate.pattern.match(path)

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
-from bastion.core.chain import GENESIS, canonical, chain_hash
+from bastion.core.chain import GENESIS, chain_hash
 from bastion.errors import InputError
 
 ACCESS_FIELDS = (
@@ -39,6 +39,11 @@ ACCESS_FIELDS = (
     "responseLength",
 )
 
+
+# ``bastion.core.chain.canonical`` with its encoder built once (json.dumps with options builds one per call)
+_canonical = json.JSONEncoder(
+    sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False
+).encode
 
 _second: tuple[int, str] = (-1, "")
 
@@ -97,16 +102,18 @@ class AuditLog:
 
     def append(self, record: dict[str, Any]) -> dict[str, Any]:
         with self._lock:
-            entry = {k: v for k, v in record.items() if k != "hash"}
+            entry = dict(record)
+            entry.pop("hash", None)
             entry["seq"] = self._seq
-            entry["prev_hash"] = self._prev
-            body = canonical(entry)  # encoded once: hashed, then written with the hash appended
-            entry["hash"] = hashlib.sha256(self._prev.encode("ascii") + body).hexdigest()
-            self._handle.write(body[:-1] + b',"hash":"' + entry["hash"].encode("ascii") + b'"}\n')
+            entry["prev_hash"] = prev = self._prev
+            body = _canonical(entry).encode()  # encoded once: hashed, then written with the hash appended
+            digest = hashlib.sha256(prev.encode("ascii") + body).hexdigest()
+            entry["hash"] = digest
+            self._handle.write(b'%s,"hash":"%s"}\n' % (body[:-1], digest.encode("ascii")))
             self._handle.flush()
             if self.fsync:
                 os.fsync(self._handle.fileno())
-            self._prev, self._seq = entry["hash"], self._seq + 1
+            self._prev, self._seq = digest, self._seq + 1
             self._recent.append(entry)
             return entry
 

@@ -47,6 +47,9 @@ class Decision:
         return str(max(1, math.ceil(self.retry_after)))
 
 
+ALLOWED = Decision(True)  # immutable: every allowed charge returns this one
+
+
 class Limiter(Protocol):
     async def charge(
         self, charges: Sequence[Charge], quota: Quota | None = None, *, dry_run: bool = False
@@ -99,7 +102,7 @@ class MemoryLimiter:
             if not dry_run:
                 for c, tokens in zip(charges, levels, strict=True):
                     self._buckets[c.key] = (tokens - c.cost, now)
-            return Decision(True)
+            return ALLOWED
 
     async def ping(self) -> bool:
         return True

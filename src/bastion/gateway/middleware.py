@@ -19,7 +19,8 @@ import logging
 import re
 import secrets
 import time
-from collections.abc import Awaitable, Callable, MutableMapping
+import types
+from collections.abc import Awaitable, Callable, Generator, MutableMapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -184,20 +185,58 @@ async def read_body(receive: Receive, *, limit: int, deadline: float) -> bytes:
     chunks: list[bytes] = []
     received = 0
     try:
-        async with asyncio.timeout_at(deadline):
-            while True:
-                message = await receive()
-                if message["type"] == "http.disconnect":
-                    raise HttpError(400, "client-disconnected", "the client went away", close=True)
-                chunk = message.get("body", b"")
-                received += len(chunk)
-                if received > limit:
-                    raise HttpError(413, "body-too-large", f"body larger than {limit} bytes", close=True)
-                chunks.append(chunk)
-                if not message.get("more_body", False):
-                    return b"".join(chunks)
+        while True:
+            message = await _receive_by(receive, deadline)
+            if message["type"] == "http.disconnect":
+                raise HttpError(400, "client-disconnected", "the client went away", close=True)
+            chunk = message.get("body", b"")
+            received += len(chunk)
+            if received > limit:
+                raise HttpError(413, "body-too-large", f"body larger than {limit} bytes", close=True)
+            chunks.append(chunk)
+            if not message.get("more_body", False):
+                return b"".join(chunks)
     except TimeoutError:
         raise HttpError(408, "read-timeout", "the request body arrived too slowly", close=True) from None
+
+
+async def _receive_by(receive: Receive, deadline: float) -> Message:
+    """The next message, or ``TimeoutError`` if the client has not sent it by ``deadline``.
+
+    The deadline is armed only when the message is not there yet: ``receive`` is stepped once by hand, and a
+    message already received (the usual case for a small body, sent with its headers) comes back without a
+    timer. Otherwise the rest of that same call is awaited under ``asyncio.timeout_at``.
+    """
+    call = receive()
+    try:
+        pending = call.send(None)  # type: ignore[attr-defined]
+    except StopIteration as done:
+        message: Message = done.value
+        return message
+    async with asyncio.timeout_at(deadline):
+        return await _resume(call, pending)  # type: ignore[no-any-return]
+
+
+@types.coroutine
+def _resume(call: Any, pending: Any) -> Generator[Any, Any, Any]:
+    """Finish a coroutine that has been stepped once and is waiting on ``pending``: what it waits on is
+    handed to the event loop, and what the loop sends or throws (a wake-up, a cancellation) is passed on."""
+    while True:
+        try:
+            sent = yield pending
+        except GeneratorExit:
+            call.close()
+            raise
+        except BaseException as exc:  # noqa: BLE001 - passed on to the coroutine, not handled here
+            try:
+                pending = call.throw(exc)
+            except StopIteration as done:
+                return done.value
+        else:
+            try:
+                pending = call.send(sent)
+            except StopIteration as done:
+                return done.value
 
 
 async def authenticate(scope: Scope, ctx: RequestContext, gw: Gateway) -> Principal:

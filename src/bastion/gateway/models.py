@@ -21,6 +21,7 @@ import hashlib
 import shutil
 import tempfile
 from dataclasses import dataclass
+from functools import cached_property
 from itertools import chain
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -89,11 +90,17 @@ class ServedModel:
         ):
             raise HttpError(422, "bad-type", "features must be numbers")
         x = np.asarray(rows, dtype=np.float64)
-        if not np.isfinite(x).all():
-            raise HttpError(422, "out-of-range", "features must be finite")
-        if (x < self.lo).any() or (x > self.hi).any():
+        inside = ((self.lo <= x) & (x <= self.hi)).all()  # False for NaN too
+        if not inside or not (self._finite_bounds or np.isfinite(x).all()):
+            if not np.isfinite(x).all():
+                raise HttpError(422, "out-of-range", "features must be finite")
             raise HttpError(422, "out-of-range", "a feature is outside the model's accepted range")
         return x
+
+    @cached_property
+    def _finite_bounds(self) -> bool:
+        """Finite bounds on every feature: then a row inside them is finite, and one check decides both."""
+        return bool(np.isfinite(self.lo).all() and np.isfinite(self.hi).all())
 
     def predict(self, x: np.ndarray) -> Prediction:
         """In-process models only; ``infer`` serves both kinds."""

@@ -104,10 +104,12 @@ class GuardedH11Protocol(H11Protocol):
             self.transport.close()
 
     def data_received(self, data: bytes) -> None:
+        super().data_received(data)
+        # Headers still incomplete: the deadline runs (from their first bytes, armed once). A request whose
+        # headers came whole in this read (the usual case) never sets a timer: one fewer per request.
         if self.conn.their_state is h11.IDLE:
             self._arm()
-        super().data_received(data)
-        if self.conn.their_state is not h11.IDLE:
+        else:
             self._disarm()
 
     def connection_lost(self, exc: Exception | None) -> None:
