@@ -101,7 +101,7 @@ class Detection(_Strict):
     out_of_range_rate: Annotated[float, Field(gt=0, le=1)] = 0.3
     mean: tuple[float, ...] | None = None  # training baseline: scales distances, defines out-of-range
     std: tuple[float, ...] | None = None
-    # bastion-reference/v1 JSON of the training inputs (detection.build_reference): enables ood-queries, and
+    # bastion-reference/v1 JSON of the training inputs (reference.build_reference): enables ood-queries, and
     # gives mean/std when those are unset
     reference: Path | None = None
     ood_window: Annotated[int, Field(ge=20, le=20_000)] = 500  # recent rows the rate is measured over
