@@ -37,41 +37,26 @@ done
 
 log() { printf '[model_scan] %s\n' "$*" >&2; }
 
-# make_venv NAME PIP_ARGS... : create .venvs/NAME and pip install PIP_ARGS, once.
-make_venv() {
-  local name="$1"; shift
-  local dir="$VENVS/$name"
-  if [[ -f "$dir/.complete" ]]; then
-    return 0
-  fi
-  log "creating venv $name (pip install $*)"
-  rm -rf "$dir"
-  mkdir -p "$VENVS"
-  "$PY" -m venv "$dir"
-  # pip's "Location ... is ignored" lines come from this machine's extra local indexes: noise
-  "$dir/bin/python" -m pip install --quiet --upgrade pip setuptools wheel 2>&1 | { grep -v 'is ignored' || true; }
-  "$dir/bin/python" -m pip install --quiet "$@" 2>&1 | { grep -v 'is ignored\|BuildBackendWarning' || true; }
-  "$dir/bin/python" -m pip freeze > "$dir/freeze.txt"
-  touch "$dir/.complete"
-}
+# shellcheck source=../venv.sh
+source "$HERE/../venv.sh"
 
 # The anchors. Torch is pinned wherever it is installed so pip takes the CPU wheel on disk
 # instead of a multi-GB CUDA build. h5py lets the anchors that can read Keras HDF5 do so.
 # modelscan's .npy scanner calls numpy.lib.format._check_version, which numpy 2.x no longer
 # re-exports there (every .npy/.npz then ends in "nothing scanned"): keep it on numpy 1.26.
-make_venv modelscan "$MODELSCAN_PIN" "numpy<2" "ml_dtypes<0.6"
+make_venv "$VENVS/modelscan" "$MODELSCAN_PIN" "numpy<2" "ml_dtypes<0.6"
 # picklescan imports numpy for .npy/.npz but does not declare it.
-make_venv picklescan "$PICKLESCAN_PIN" numpy
-make_venv fickling "$FICKLING_PIN" "$TORCH_PIN"
-make_venv modelaudit "$MODELAUDIT_PIN" h5py onnx safetensors "$TORCH_PIN"
+make_venv "$VENVS/picklescan" "$PICKLESCAN_PIN" numpy
+make_venv "$VENVS/fickling" "$FICKLING_PIN" "$TORCH_PIN"
+make_venv "$VENVS/modelaudit" "$MODELAUDIT_PIN" h5py onnx safetensors "$TORCH_PIN"
 # Bastion itself: an editable install of this repo, nothing else (it must not need frameworks to scan).
-make_venv bastion -e "$ROOT"
+make_venv "$VENVS/bastion" -e "$ROOT"
 # pip byte-compiles what it installs from a wheel, but never an editable source tree, and these
 # machines set PYTHONDONTWRITEBYTECODE: compile it here as a wheel install would, or every Bastion
 # process pays ~50 ms of compilation that the anchors (installed from wheels) never pay.
 "$VENVS/bastion/bin/python" -m compileall -q "$ROOT/src" >/dev/null
 # The corpus generator: the frameworks that *make* the benign models.
-make_venv corpus "$TORCH_PIN" numpy scikit-learn joblib safetensors onnx h5py
+make_venv "$VENVS/corpus" "$TORCH_PIN" numpy scikit-learn joblib safetensors onnx h5py
 
 if [[ "$SETUP_ONLY" == 1 ]]; then
   log "venvs ready under $VENVS"

@@ -37,27 +37,13 @@ done
 
 log() { printf '[monitor-bench] %s\n' "$*" >&2; }
 
-# make_venv NAME PIP_ARGS... : create .venvs/NAME and pip install PIP_ARGS, once.
-make_venv() {
-  local name="$1"; shift
-  local dir="$VENVS/$name"
-  if [[ -f "$dir/.complete" ]]; then
-    return 0
-  fi
-  log "creating venv $name (pip install $*)"
-  rm -rf "$dir"
-  mkdir -p "$VENVS"
-  "$PY" -m venv "$dir"
-  "$dir/bin/python" -m pip install --quiet --upgrade pip setuptools wheel 2>&1 | { grep -v 'is ignored' || true; }
-  "$dir/bin/python" -m pip install --quiet "$@" 2>&1 | { grep -v 'is ignored' || true; }
-  "$dir/bin/python" -m pip freeze > "$dir/freeze.txt"
-  touch "$dir/.complete"
-}
+# shellcheck source=../venv.sh
+source "$HERE/../venv.sh"
 
-[[ ",$TOOLS," == *",evidently,"* ]] && make_venv evidently "$EVIDENTLY_PIN" "pandas<3" "${COMMON_PINS[@]}"
-[[ ",$TOOLS," == *",alibi-detect,"* ]] && make_venv alibi-detect "$ALIBI_PIN" "pandas<3" "pyarrow>=15,<19" "psutil>=5.9"
-[[ ",$TOOLS," == *",nannyml,"* ]] && make_venv nannyml "$NANNYML_PIN" "statsmodels" "pandas<3" "${COMMON_PINS[@]}"
-[[ ",$TOOLS," == *",whylogs,"* ]] && make_venv whylogs "$WHYLOGS_PIN" "pandas<3" "${COMMON_PINS[@]}"
+[[ ",$TOOLS," == *",evidently,"* ]] && make_venv "$VENVS/evidently" "$EVIDENTLY_PIN" "pandas<3" "${COMMON_PINS[@]}"
+[[ ",$TOOLS," == *",alibi-detect,"* ]] && make_venv "$VENVS/alibi-detect" "$ALIBI_PIN" "pandas<3" "pyarrow>=15,<19" "psutil>=5.9"
+[[ ",$TOOLS," == *",nannyml,"* ]] && make_venv "$VENVS/nannyml" "$NANNYML_PIN" "statsmodels" "pandas<3" "${COMMON_PINS[@]}"
+[[ ",$TOOLS," == *",whylogs,"* ]] && make_venv "$VENVS/whylogs" "$WHYLOGS_PIN" "pandas<3" "${COMMON_PINS[@]}"
 if [[ $SETUP_ONLY == 1 ]]; then
   log "virtual environments ready under $VENVS"
   exit 0

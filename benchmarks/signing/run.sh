@@ -18,16 +18,10 @@ PY="${PYTHON:-python3.11}"
 VENV="$HERE/.venvs/signing"
 MODEL_SIGNING_PIN="model-signing==1.1.1"
 
-if [[ ! -f "$VENV/.complete" ]]; then
-  rm -rf "$VENV"
-  "$PY" -m venv "$VENV"
-  "$VENV/bin/python" -m pip install --quiet --upgrade pip 2>&1 | { grep -v 'is ignored' || true; }
-  # pyopenssl: model-signing 1.1.1 imports it without declaring it
-  "$VENV/bin/python" -m pip install --quiet "$MODEL_SIGNING_PIN" pyopenssl cryptography SQLAlchemy -e "$ROOT" \
-    2>&1 | { grep -v 'is ignored\|BuildBackendWarning' || true; }
-  "$VENV/bin/python" -m pip freeze > "$VENV/freeze.txt"
-  touch "$VENV/.complete"
-fi
+# shellcheck source=../venv.sh
+source "$HERE/../venv.sh"
+# pyopenssl: model-signing 1.1.1 imports it without declaring it
+make_venv "$VENV" "$MODEL_SIGNING_PIN" pyopenssl cryptography SQLAlchemy -e "$ROOT"
 
 mkdir -p "$HERE/results"
 "$VENV/bin/python" "$HERE/bench.py" --corpus "${BENCH_CORPUS:-$HERE/corpus}" --big-mb "${BIG_MB:-2048}" \

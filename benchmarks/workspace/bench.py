@@ -71,7 +71,7 @@ _PRESIDIO_KINDS = {
 
 def _venv(tool: str) -> Path | None:
     d = HERE / ".venvs" / tool
-    return d if (d / ".ok").exists() else None
+    return d if (d / ".complete").exists() else None  # written by make_venv (benchmarks/venv.sh)
 
 
 CPU_SECONDS: list[float] = []  # CPU time (user + system) of each tool run, children included

@@ -31,19 +31,10 @@ while [ $# -gt 0 ]; do
   esac
 done
 
-setup() {  # tool, pip requirements...
-  local tool="$1"; shift
-  local dir="$VENVS/$tool"
-  if [ ! -f "$dir/.ok" ]; then
-    rm -rf "$dir"
-    "$PY" -m venv "$dir"
-    if "$dir/bin/pip" install -q "$@"; then
-      touch "$dir/.ok"
-    else
-      echo "could not install $*; $tool is skipped" >&2
-      rm -rf "$dir"
-    fi
-  fi
+# shellcheck source=../venv.sh
+source "$HERE/../venv.sh"
+setup() {  # tool, pip requirements...: an anchor that cannot be installed is skipped, not fatal
+  make_venv "$VENVS/$1" "${@:2}" || echo "could not install ${*:2}; $1 is skipped" >&2
 }
 mkdir -p "$VENVS"
 setup detect-secrets "detect-secrets==1.5.0"
