@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from bastion.core.chain import GENESIS, chain_hash
 from bastion.errors import BastionError
 from bastion.secrets import (
     SecretNameError,
@@ -19,7 +20,6 @@ from bastion.secrets import (
     SecretStore,
     StoreFormatError,
 )
-from bastion.secrets.audit import GENESIS, chain_hash
 
 PASS = "correct horse battery staple"  # noqa: S105 - test passphrase
 VALUE = "hf_" + "QwErTyUiOpAsDfGhJkLzXcVbNmQwErTyUi"  # looks like a real token on purpose

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
-from bastion.core.chain import GENESIS, chain_hash
+from bastion.core.chain import GENESIS, canonical, chain_hash, last_link
 from bastion.errors import InputError
 
 ACCESS_FIELDS = (
@@ -39,11 +39,6 @@ ACCESS_FIELDS = (
     "responseLength",
 )
 
-
-# ``bastion.core.chain.canonical`` with its encoder built once (json.dumps with options builds one per call)
-_canonical = json.JSONEncoder(
-    sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False
-).encode
 
 _second: tuple[int, str] = (-1, "")
 
@@ -84,17 +79,12 @@ class AuditLog:
 
     def _tail(self) -> tuple[str, int]:
         """Continue the chain: the last record's hash and next sequence number."""
-        if not self.path.exists() or self.path.stat().st_size == 0:
+        if not self.path.exists():
             return GENESIS, 0
-        with self.path.open("rb") as handle:
-            handle.seek(0, os.SEEK_END)
-            size = handle.tell()
-            handle.seek(max(0, size - 65536))
-            lines = [line for line in handle.read().splitlines() if line.strip()]
         try:
-            last = json.loads(lines[-1])
-            return str(last["hash"]), int(last["seq"]) + 1
-        except (ValueError, KeyError, IndexError, TypeError):
+            with self.path.open("rb") as handle:
+                return last_link(handle)
+        except ValueError:
             raise InputError(
                 f"{self.path}: the last audit record is unreadable; refusing to continue a broken chain",
                 hint="run `bastion audit verify` on it and move it aside",
@@ -106,7 +96,7 @@ class AuditLog:
             entry.pop("hash", None)
             entry["seq"] = self._seq
             entry["prev_hash"] = prev = self._prev
-            body = _canonical(entry).encode()  # encoded once: hashed, then written with the hash appended
+            body = canonical(entry)  # encoded once: hashed, then written with the hash appended
             digest = hashlib.sha256(prev.encode("ascii") + body).hexdigest()
             entry["hash"] = digest
             self._handle.write(b'%s,"hash":"%s"}\n' % (body[:-1], digest.encode("ascii")))

@@ -20,7 +20,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import IO, Any
 
-from bastion.core.chain import GENESIS, canonical, chain_hash
+from bastion.core.chain import canonical, chain_hash, last_link
 from bastion.secrets.errors import StoreFormatError
 
 
@@ -52,16 +52,9 @@ def _locked(handle: IO[bytes]) -> Iterator[None]:
 
 
 def _tail(handle: IO[bytes], path: Path) -> tuple[str, int]:
-    handle.seek(0, os.SEEK_END)
-    size = handle.tell()
-    if size == 0:
-        return GENESIS, 0
-    handle.seek(max(0, size - 65536))
-    lines = [line for line in handle.read().splitlines() if line.strip()]
     try:
-        last = json.loads(lines[-1])
-        return str(last["hash"]), int(last["seq"]) + 1
-    except (ValueError, KeyError, IndexError, TypeError):
+        return last_link(handle)
+    except ValueError:
         raise StoreFormatError(
             f"{path}: the last audit record is unreadable; refusing to continue a broken chain",
             hint="run `bastion audit verify` on it and move it aside",
