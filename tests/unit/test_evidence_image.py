@@ -145,8 +145,19 @@ def docker_save(path: Path, layers: list[bytes] | None = None) -> Path:
     return path
 
 
-def oci_layout(root: Path, layers: list[bytes] | None = None) -> Path:
-    """An OCI image layout folder with gzip-compressed layers."""
+GZIP_LAYER = "application/vnd.oci.image.layer.v1.tar+gzip"
+
+
+def oci_layout(
+    root: Path,
+    layers: list[bytes] | None = None,
+    *,
+    blobs_of_layers: list[bytes] | None = None,
+    media_type: str = GZIP_LAYER,
+    ref: str = "demo:oci",
+) -> Path:
+    """An OCI image layout folder whose layers are ``layers`` (uncompressed tars: the config's diff ids)
+    stored as ``blobs_of_layers`` under ``media_type`` (default: the layers gzip-compressed)."""
     layers = layers if layers is not None else [base_layer(), upper_layer()]
     blobs = root / "blobs" / "sha256"
     blobs.mkdir(parents=True)
@@ -156,7 +167,9 @@ def oci_layout(root: Path, layers: list[bytes] | None = None) -> Path:
         (blobs / digest.removeprefix("sha256:")).write_bytes(data)
         return digest
 
-    compressed = [gzip.compress(x, mtime=0) for x in layers]
+    compressed = (
+        blobs_of_layers if blobs_of_layers is not None else [gzip.compress(x, mtime=0) for x in layers]
+    )
     config = _config(layers)
     manifest = json.dumps(
         {
@@ -167,10 +180,7 @@ def oci_layout(root: Path, layers: list[bytes] | None = None) -> Path:
                 "digest": put(config),
                 "size": len(config),
             },
-            "layers": [
-                {"mediaType": "application/vnd.oci.image.layer.v1.tar+gzip", "digest": put(c), "size": len(c)}
-                for c in compressed
-            ],
+            "layers": [{"mediaType": media_type, "digest": put(c), "size": len(c)} for c in compressed],
         }
     ).encode()
     index = {
@@ -180,7 +190,7 @@ def oci_layout(root: Path, layers: list[bytes] | None = None) -> Path:
                 "mediaType": "application/vnd.oci.image.manifest.v1+json",
                 "digest": put(manifest),
                 "size": len(manifest),
-                "annotations": {"org.opencontainers.image.ref.name": "demo:oci"},
+                "annotations": {"org.opencontainers.image.ref.name": ref},
             }
         ],
     }

@@ -29,6 +29,7 @@ from tests.unit.test_evidence_image import (
     _tar,
     _valid,
     base_layer,
+    oci_layout,
     upper_layer,
 )
 
@@ -43,41 +44,9 @@ def zstd(data: bytes, *, checksum: bool = True) -> bytes:
 
 def zstd_layout(root: Path, blobs_of_layers: list[bytes], diff_layers: list[bytes]) -> Path:
     """An OCI layout whose layer blobs are ``blobs_of_layers`` (already compressed) as ``+zstd``."""
-    blobs = root / "blobs" / "sha256"
-    blobs.mkdir(parents=True)
-
-    def put(data: bytes) -> str:
-        digest = _sha(data)
-        (blobs / digest.removeprefix("sha256:")).write_bytes(data)
-        return digest
-
-    config = _config(diff_layers)
-    manifest = json.dumps(
-        {
-            "schemaVersion": 2,
-            "mediaType": "application/vnd.oci.image.manifest.v1+json",
-            "config": {
-                "mediaType": "application/vnd.oci.image.config.v1+json",
-                "digest": put(config),
-                "size": len(config),
-            },
-            "layers": [{"mediaType": ZSTD_LAYER, "digest": put(b), "size": len(b)} for b in blobs_of_layers],
-        }
-    ).encode()
-    index = {
-        "schemaVersion": 2,
-        "manifests": [
-            {
-                "mediaType": "application/vnd.oci.image.manifest.v1+json",
-                "digest": put(manifest),
-                "size": len(manifest),
-                "annotations": {"org.opencontainers.image.ref.name": "demo:zstd"},
-            }
-        ],
-    }
-    (root / "index.json").write_text(json.dumps(index))
-    (root / "oci-layout").write_text('{"imageLayoutVersion": "1.0.0"}')
-    return root
+    return oci_layout(
+        root, diff_layers, blobs_of_layers=blobs_of_layers, media_type=ZSTD_LAYER, ref="demo:zstd"
+    )
 
 
 def _snapshot(root: Path) -> dict[str, bytes]:
