@@ -40,6 +40,7 @@ from bastion.gateway.skops_model import load_skops
 from bastion.gateway.skops_model import skops_untrusted as skops_untrusted
 
 if TYPE_CHECKING:
+    from bastion.gateway.reference import Reference
     from bastion.gateway.upstream import UpstreamModel
 
 _NUMBERS = frozenset({int, float})
@@ -52,6 +53,7 @@ class ServedModel:
     impl: LinearModel | SklearnModel | OnnxModel | UpstreamModel
     lo: np.ndarray
     hi: np.ndarray
+    reference: Reference | None = None  # the checked training reference, for the extraction detector
 
     @property
     def n_features(self) -> int:
@@ -129,14 +131,14 @@ def _check_names(spec: ModelSpec, width: int) -> None:
         )
 
 
-def _check_reference(spec: ModelSpec, width: int) -> None:
+def _check_reference(spec: ModelSpec, width: int) -> Reference | None:
     """A configured detection reference must be readable, well formed and as wide as the model."""
     if spec.detection.reference is None or not spec.detection.enabled:
-        return
+        return None
     from bastion.gateway.reference import load_reference
 
     try:
-        load_reference(spec.detection.reference, width)
+        return load_reference(spec.detection.reference, width)
     except ModelRefused as exc:
         raise ModelRefused(f"model {spec.name!r}: {exc.message}") from None
 
@@ -204,13 +206,12 @@ def load_model(spec: ModelSpec) -> ServedModel:
         from bastion.gateway.upstream import UpstreamModel
 
         assert spec.features is not None  # the config requires it for an upstream model
-        _check_reference(spec, spec.features)  # before the client exists: a refusal leaves nothing open
+        reference = _check_reference(spec, spec.features)  # before the client: a refusal leaves nothing open
         upstream = UpstreamModel(spec)
         _check_names(spec, upstream.n_features)
         lo = _bounds(spec.feature_min, upstream.n_features, "feature_min")
-        return ServedModel(
-            spec, None, upstream, lo, _bounds(spec.feature_max, upstream.n_features, "feature_max")
-        )
+        hi = _bounds(spec.feature_max, upstream.n_features, "feature_max")
+        return ServedModel(spec, None, upstream, lo, hi, reference)
     assert spec.path is not None and spec.format is not None  # the config requires both without upstream
     if not spec.path.is_file():
         raise ModelRefused(f"model {spec.name!r}: {spec.path} is not a file")
@@ -258,11 +259,12 @@ def load_model(spec: ModelSpec) -> ServedModel:
         shutil.rmtree(workdir, ignore_errors=True)
     width = impl.n_features
     _check_names(spec, width)
-    _check_reference(spec, width)
+    reference = _check_reference(spec, width)
     return ServedModel(
         spec,
         sha256,
         impl,
         _bounds(spec.feature_min, width, "feature_min"),
         _bounds(spec.feature_max, width, "feature_max"),
+        reference,
     )

@@ -106,7 +106,7 @@ class Gateway:
             det = spec.detection
             mean = np.asarray(det.mean) if det.mean else None
             std = np.asarray(det.std) if det.std else None
-            self.detectors[spec.name] = ExtractionDetector(det, mean=mean, std=std)
+            self.detectors[spec.name] = ExtractionDetector(det, mean=mean, std=std, reference=model.reference)
             self.audit.append(
                 {
                     "kind": "security",
