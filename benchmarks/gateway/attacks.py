@@ -25,6 +25,13 @@ fed to the detector in process. Also in process: how far uniform queries get on 
 features (isotropic within clusters: the harder case for a Mahalanobis test), and the detector's added cost
 per one-row request with and without the reference.
 
+(d) **Natural-data extraction against a daily quota.** Queries drawn from the data distribution look like
+benign traffic to every signal (they *are* benign traffic, asked by someone else), so the row quota per
+identity and day (``limits.daily_rows``) is what bounds them. Reported: the surrogate's fidelity after
+``n`` natural rows for a range of ``n``, on raw probabilities and on labels only, in process (the gateway
+answers natural rows unchanged, as (c) shows), i.e. the fidelity a quota of ``n`` rows per day lets one
+identity reach in a day.
+
     .venv/bin/python benchmarks/gateway/attacks.py [--budget 2000] [--seed 0] [--benign 10]
 """
 
@@ -427,6 +434,26 @@ def detector_cost(v: Victim, requests: int = 20_000, repeats: int = 5) -> dict[s
 # -- (b) membership inference -------------------------------------------------------------------------------
 
 
+QUOTAS = (25, 50, 100, 200, 500, 1000, 2000, 3000)
+
+
+def quota_curve(v: Victim, seed: int) -> list[dict[str, Any]]:
+    """Fidelity of natural-data extraction after ``n`` rows, raw probabilities and labels only."""
+    rows = []
+    for n in QUOTAS:
+        xs = v.pool[:n]
+        proba = v.estimator.predict_proba(xs)
+        labels = np.eye(proba.shape[1])[proba.argmax(1)]
+        rows.append(
+            {
+                "rows": n,
+                "raw": surrogate_fidelity(xs, proba, v.estimator, v.test, seed),
+                "labels": surrogate_fidelity(xs, labels, v.estimator, v.test, seed),
+            }
+        )
+    return rows
+
+
 def _advantage(scores_in: np.ndarray, scores_out: np.ndarray) -> tuple[float, float, float]:
     """Threshold chosen on one half of each set, (advantage, TPR, FPR) measured on the other half; both ways
     round, averaged."""
@@ -488,6 +515,7 @@ def main() -> None:
         rows = extraction(victim, root, args.budget, args.seed)
         mi, (train_acc, test_acc) = membership(root, args.seed)
         detected = detection(victim, root, args.budget, args.seed, args.benign)
+        curve = quota_curve(victim, args.seed)
     print(
         f"(a) extraction of an MLP (8 features, 3 classes), budget {args.budget} rows, {BATCH} rows/request"
     )
@@ -515,6 +543,11 @@ def main() -> None:
         )
     print()
     print_detection(detected, args.budget)
+    print()
+    print("(d) natural-data extraction: surrogate fidelity after n rows (what a daily quota of n allows)")
+    print(f"{'rows':>6} {'raw probabilities':>18} {'labels only':>12}")
+    for r in curve:
+        print(f"{r['rows']:>6} {r['raw']:>18.3f} {r['labels']:>12.3f}")
     print(f"\n{time.perf_counter() - started:.0f} s")
 
 

@@ -367,6 +367,12 @@ async def metrics(call: Call) -> Reply:
     lines = ["# TYPE bastion_gateway_total counter"]
     lines += [f"bastion_gateway_total{{{label}}} {value}" for label, value in sorted(gw.counters.items())]
     lines += ["# TYPE bastion_gateway_models gauge", f"bastion_gateway_models {len(gw.models)}"]
+    batched = [
+        (name, m.batcher) for name, m in sorted(gw.models.items(), key=lambda item: item[0]) if m.batcher
+    ]
+    if batched:  # requests / calls is the mean batch: how much concurrent load shares the model's calls
+        lines.append("# TYPE bastion_gateway_model_calls_total counter")
+        lines += [f'bastion_gateway_model_calls_total{{model="{name}"}} {b.calls}' for name, b in batched]
     return Reply(("\n".join(lines) + "\n").encode(), media_type=b"text/plain; version=0.0.4")
 
 

@@ -184,6 +184,8 @@ class ModelSpec(_Strict):
     features: Annotated[int, Field(gt=0, le=100_000)] | None = None
     classes: tuple[str | int, ...] = ()
     threads: Annotated[int, Field(ge=1, le=64)] | None = None
+    # rows of concurrent requests answered by one call to an in-process model (``batching``); 0: one call each
+    batch_rows: Annotated[int, Field(ge=0, le=65_536)] = 256
     feature_min: tuple[float, ...] | float = -1e6
     feature_max: tuple[float, ...] | float = 1e6
     require_evidence: Evidence | None = None

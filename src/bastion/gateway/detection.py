@@ -102,6 +102,8 @@ class _Stream:
     ood_count: int = 0  # how many of ``ood`` are True
     level: Level = Level.NORMAL
     since_check: int = 0
+    pending: list[np.ndarray] = field(default_factory=list)  # rows not yet measured (short of a check point)
+    pending_rows: int = 0
 
     def __post_init__(self) -> None:
         self.ring = np.zeros((2 * self.window, self.width))
@@ -225,6 +227,12 @@ class ExtractionDetector:
         return stream.level if stream else Level.NORMAL
 
     def observe(self, caller: str, model: str, x: np.ndarray) -> list[Event]:
+        """Take the rows of one answered request; the events of any check point they complete.
+
+        A level can change only at a check point, so rows are held (``pending``) until enough have come to
+        reach the next one, then measured in one batch: the same distances, flags and events as row by row,
+        for a fraction of the per-request cost.
+        """
         if not self.config.enabled:
             return []
         key = (caller, model)
@@ -233,6 +241,19 @@ class ExtractionDetector:
             stream = self._streams[key] = _Stream(
                 x.shape[1], self.config.window, ood_window=self.config.ood_window
             )
+        stream.pending.append(x)
+        stream.pending_rows += int(x.shape[0])
+        config = self.config
+        due = max(config.min_queries - stream.total, config.check_every - stream.since_check, 1)
+        if stream.pending_rows < due:
+            return []
+        batch = stream.pending[0] if len(stream.pending) == 1 else np.concatenate(stream.pending)
+        stream.pending.clear()
+        stream.pending_rows = 0
+        return self._measure(caller, model, stream, batch)
+
+    def _measure(self, caller: str, model: str, stream: _Stream, x: np.ndarray) -> list[Event]:
+        """Feed ``x`` into the stream's window and bookkeeping, checking at every check point it passes."""
         z = x if self.mean is None or self.std is None else (x - self.mean) / self.std
         n = int(z.shape[0])
         had = stream.size

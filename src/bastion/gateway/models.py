@@ -20,7 +20,7 @@ from __future__ import annotations
 import hashlib
 import shutil
 import tempfile
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import cached_property
 from itertools import chain
 from pathlib import Path
@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from bastion.gateway.batching import Batcher
 from bastion.gateway.config import ModelFormat, ModelSpec
 from bastion.gateway.errors import HttpError, ModelRefused
 from bastion.gateway.onnx_model import OnnxModel as OnnxModel
@@ -54,6 +55,11 @@ class ServedModel:
     lo: np.ndarray
     hi: np.ndarray
     reference: Reference | None = None  # the checked training reference, for the extraction detector
+    batcher: Batcher | None = field(default=None, init=False)
+
+    def __post_init__(self) -> None:
+        if self.spec.batch_rows > 1 and isinstance(self.impl, LinearModel | SklearnModel | OnnxModel):
+            self.batcher = Batcher(self.impl.predict, self.spec.batch_rows)
 
     @property
     def n_features(self) -> int:
@@ -111,6 +117,8 @@ class ServedModel:
         raise TypeError("an upstream model is asked with infer()")
 
     async def infer(self, x: np.ndarray, request_id: str) -> Prediction:
+        if self.batcher is not None:
+            return await self.batcher(x)
         if isinstance(self.impl, LinearModel | SklearnModel | OnnxModel):
             return self.impl.predict(x)
         return await self.impl.predict(x, request_id)
