@@ -57,10 +57,25 @@ class Upstream:
                 {"outputs": [{"name": "out", "shape": [n], "datatype": "FP64", "data": [1.5] * n}]}
             )
 
+        self.probes: list[str] = []
+
+        async def v1_metadata(request: Request) -> Response:
+            name = request.path_params["name"]
+            self.probes.append(name)
+            if name == "boom":
+                return Response("Traceback", status_code=500)
+            return JSONResponse({"name": name, "ready": name != "warming"})
+
+        async def v2_ready(request: Request) -> Response:
+            self.probes.append(request.path_params["name"])
+            return Response(status_code=200 if request.path_params["name"] != "warming" else 503)
+
         self.app = Starlette(
             routes=[
                 Route("/v1/models/{name}:predict", v1, methods=["POST"]),
+                Route("/v1/models/{name}", v1_metadata, methods=["GET"]),
                 Route("/v2/models/{name}/infer", v2, methods=["POST"]),
+                Route("/v2/models/{name}/ready", v2_ready, methods=["GET"]),
             ]
         )
 
@@ -198,3 +213,38 @@ def test_an_upstream_model_needs_its_width(tmp_path: Path) -> None:
     }
     with pytest.raises(ConfigError, match="features"):
         parse_config(doc, base=tmp_path)
+
+
+async def _ready(tmp_path: Path, models: list[dict[str, Any]]) -> list[int]:
+    """/readyz statuses of a gateway serving ``models``: once, then five times at once."""
+    app = build_app(make_setup(tmp_path, models=models).config)
+    try:
+        async with client(app) as c:
+            first = (await c.get("/readyz")).status_code
+            again = await asyncio.gather(*(c.get("/readyz") for _ in range(5)))
+            assert all(r.json() == {"status": "ready" if first == 200 else "unavailable"} for r in again)
+            return [first, *(r.status_code for r in again)]
+    finally:
+        await app.gw.close()
+
+
+async def test_readyz_asks_each_upstream_and_probes_once_per_interval(
+    tmp_path: Path, upstream: tuple[Upstream, str]
+) -> None:
+    seen, url = upstream
+    v2 = {**_remote("remote-v2", url), "upstream": {"url": url, "protocol": "v2", "model": "any"}}
+    assert await _ready(tmp_path, [_remote("remote", url), v2]) == [200] * 6
+    assert sorted(seen.probes) == ["any", "remote"]  # six /readyz calls, one probe per upstream model
+
+
+@pytest.mark.parametrize(
+    ("name", "protocol"),
+    [("warming", "v1"), ("warming", "v2"), ("boom", "v1"), ("down", "v1")],
+)
+async def test_readyz_is_503_while_an_upstream_model_is_not_ready(
+    tmp_path: Path, upstream: tuple[Upstream, str], name: str, protocol: str
+) -> None:
+    _, url = upstream
+    target = f"http://127.0.0.1:{free_port()}" if name == "down" else url
+    model = {**_remote(name, target), "upstream": {"url": target, "protocol": protocol, "timeout_s": 0.5}}
+    assert await _ready(tmp_path, [_remote("remote", url), model]) == [503] * 6

@@ -51,6 +51,7 @@ from bastion.gateway.middleware import (
 from bastion.gateway.model_state import ModelState, parse_change
 from bastion.gateway.models import ServedModel
 from bastion.gateway.runtime import Gateway
+from bastion.gateway.upstream import UpstreamModel
 from bastion.gateway.wire import dumps, loads_strict
 
 THROTTLE_FACTOR = 10.0
@@ -117,8 +118,12 @@ async def healthz(call: Call) -> Reply:
 
 
 async def readyz(call: Call) -> Reply:
+    """Ready: every model loaded, the limits' store answering, and each upstream model ready upstream."""
     gw = call.gw
     ready = not gw.refused and bool(gw.models) and await gw.limiter.ping()
+    upstreams = [m.impl for m in gw.models.values() if isinstance(m.impl, UpstreamModel)]
+    if ready and upstreams:
+        ready = all(await asyncio.gather(*(u.ready() for u in upstreams)))
     return _json({"status": "ready" if ready else "unavailable"}, 200 if ready else 503)
 
 

@@ -10,12 +10,19 @@ hardening as in-process models. Failures become JSON errors, each with its audit
     upstream unreachable (connect, TLS, ...)  502 upstream-unreachable
     upstream answered non-200                 502 upstream-error (its status in the message, not its body)
     answer not JSON, wrong shape, too large   502 bad-upstream-response
+
+``ready`` asks the upstream server whether the model is ready (V1 ``GET /v1/models/{model}`` answering
+``"ready": true``, V2 ``GET /v2/models/{model}/ready`` answering 200) for the gateway's ``/readyz``. Its
+answer is kept for ``READY_TTL_S`` and concurrent asks share one probe, so ``/readyz``, which anyone may
+call, cannot turn into a flood of requests upstream.
 """
 
 from __future__ import annotations
 
+import asyncio
 import math
 import ssl
+import time
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -27,6 +34,9 @@ from bastion.gateway.wire import dumps, loads_strict
 
 if TYPE_CHECKING:
     import httpx
+
+READY_TTL_S = 2.0
+READY_MAX_BYTES = 65_536
 
 
 def _bad(detail: str) -> HttpError:
@@ -86,7 +96,13 @@ class UpstreamModel:
             self.url = f"{self.config.url}/v1/models/{name}:predict"
         else:
             self.url = f"{self.config.url}/v2/models/{name}/infer"
+        if self.config.protocol is UpstreamProtocol.V1:
+            self.ready_url = f"{self.config.url}/v1/models/{name}"
+        else:
+            self.ready_url = f"{self.config.url}/v2/models/{name}/ready"
         self._client: httpx.AsyncClient | None = None
+        self._ready = (False, -math.inf)  # the last probe's answer and when it was had (monotonic)
+        self._probe: asyncio.Lock | None = None
 
     def _http(self) -> httpx.AsyncClient:
         if self._client is None:
@@ -144,6 +160,41 @@ class UpstreamModel:
         else:
             rows = _v2_rows(answer, n)
         return parse_rows(rows, n, self.classes)
+
+    async def ready(self) -> bool:
+        """Whether the upstream server says the model is ready (answers younger than READY_TTL_S reused)."""
+        if self._probe is None:
+            self._probe = asyncio.Lock()
+        async with self._probe:  # concurrent callers wait for one probe and read its answer
+            answer, at = self._ready
+            if time.monotonic() - at < READY_TTL_S:
+                return answer
+            answer = await self._ask_ready()
+            self._ready = (answer, time.monotonic())
+            return answer
+
+    async def _ask_ready(self) -> bool:
+        import httpx
+
+        timeout = min(self.config.timeout_s, READY_TTL_S)
+        body = b""
+        try:
+            async with self._http().stream("GET", self.ready_url, timeout=timeout) as r:
+                if r.status_code != 200:
+                    return False
+                async for chunk in r.aiter_bytes():
+                    body += chunk
+                    if len(body) > READY_MAX_BYTES:
+                        return False
+        except httpx.HTTPError:
+            return False
+        if self.config.protocol is UpstreamProtocol.V2:
+            return True  # the Open Inference Protocol's answer is the status alone
+        try:
+            answer = loads_strict(body)
+        except HttpError:
+            return False
+        return isinstance(answer, dict) and answer.get("ready") is True
 
     async def close(self) -> None:
         if self._client is not None:
