@@ -20,7 +20,7 @@ from cryptography.x509.oid import NameOID
 
 from bastion.errors import ConfigError
 from bastion.gateway.app import build_app
-from bastion.gateway.server import serve_in_thread
+from bastion.gateway.server import serve_in_thread, uvicorn_config
 from tests.gateway_helpers import Setup, bearer, make_setup
 
 Key = ec.EllipticCurvePrivateKey
@@ -72,14 +72,40 @@ def pki(tmp_path: Path) -> dict[str, tuple[str, str]]:
     ca = _cert("Test CA", ca_key, None, ca=True)
     rogue = _cert("Rogue CA", rogue_key, None, ca=True)
     out["ca"] = _write(tmp_path, "ca", ca, ca_key)
+    certs = {}
     for stem, subject, issuer, ip in (
         ("server", "gateway", (ca.subject, ca_key), True),
         ("svc", "svc-a", (ca.subject, ca_key), False),
         ("stranger", "svc-z", (ca.subject, ca_key), False),
         ("forged", "svc-a", (rogue.subject, rogue_key), False),
+        ("revoked", "svc-a", (ca.subject, ca_key), False),
     ):
         key = ec.generate_private_key(ec.SECP256R1())
-        out[stem] = _write(tmp_path, stem, _cert(subject, key, issuer, ip=ip), key)
+        certs[stem] = _cert(subject, key, issuer, ip=ip)
+        out[stem] = _write(tmp_path, stem, certs[stem], key)
+    now = dt.datetime.now(dt.UTC)
+    for stem, (issuer_name, issuer_key), next_update in (
+        ("crl", (ca.subject, ca_key), now + dt.timedelta(days=1)),
+        ("rogue-crl", (ca.subject, rogue_key), now + dt.timedelta(days=1)),  # names the CA, signed by another
+        ("stale-crl", (ca.subject, ca_key), now - dt.timedelta(minutes=1)),
+    ):
+        revoked = (
+            x509.RevokedCertificateBuilder()
+            .serial_number(certs["revoked"].serial_number)
+            .revocation_date(now - dt.timedelta(minutes=1))
+            .build()
+        )
+        crl = (
+            x509.CertificateRevocationListBuilder()
+            .issuer_name(issuer_name)
+            .last_update(now - dt.timedelta(minutes=5))
+            .next_update(next_update)
+            .add_revoked_certificate(revoked)
+            .sign(issuer_key, hashes.SHA256())
+        )
+        path = tmp_path / f"{stem}.pem"
+        path.write_bytes(crl.public_bytes(serialization.Encoding.PEM))
+        out[stem] = (str(path), "")
     return out
 
 
@@ -161,3 +187,49 @@ def test_no_certificate_or_one_from_another_ca_fails_the_handshake(
 def test_mtls_needs_a_server_certificate(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="tls_client_ca"):
         make_setup(tmp_path, server={"environment": "prod", "tls_client_ca": "ca.crt"})
+
+
+def _mtls_server(pki: dict[str, tuple[str, str]], **extra: str) -> dict[str, str]:
+    return {
+        "environment": "prod",
+        "tls_cert": pki["server"][0],
+        "tls_key": pki["server"][1],
+        "tls_client_ca": pki["ca"][0],
+        **extra,
+    }
+
+
+def test_a_revoked_client_certificate_fails_the_handshake(
+    tmp_path: Path, pki: dict[str, tuple[str, str]]
+) -> None:
+    setup = make_setup(
+        tmp_path,
+        server=_mtls_server(pki, tls_client_crl=pki["crl"][0]),
+        auth={"api_keys_file": "keys.json", "client_certificates": {"CN=svc-a,O=Acme": "alice"}},
+    )
+    with serve_in_thread(build_app(setup.config), setup.config) as url:
+        with _client(pki, "svc") as c:
+            assert c.get(f"{url}/v1/models").status_code == 200  # same subject, not revoked
+        with (
+            _client(pki, "revoked") as c,
+            pytest.raises((httpx.ConnectError, httpx.ReadError, httpx.RemoteProtocolError)),
+        ):
+            c.get(f"{url}/v1/models")
+
+
+@pytest.mark.parametrize(
+    ("crl", "message"),
+    [("rogue-crl", "not signed by"), ("stale-crl", "expired"), ("ca", "no PEM revocation list")],
+)
+def test_revocation_lists_that_prove_nothing_stop_the_start(
+    tmp_path: Path, pki: dict[str, tuple[str, str]], crl: str, message: str
+) -> None:
+    setup = make_setup(tmp_path, server=_mtls_server(pki, tls_client_crl=pki[crl][0]))
+    with pytest.raises(ConfigError, match=message):
+        uvicorn_config(object(), setup.config, port=0)  # checked before any app would be served
+
+
+def test_a_revocation_list_needs_the_client_ca(tmp_path: Path, pki: dict[str, tuple[str, str]]) -> None:
+    server = {"environment": "prod", "tls_cert": pki["server"][0], "tls_key": pki["server"][1]}
+    with pytest.raises(ConfigError, match="tls_client_crl needs tls_client_ca"):
+        make_setup(tmp_path, server={**server, "tls_client_crl": pki["crl"][0]})

@@ -327,6 +327,7 @@ class Server(_Strict):
     tls_cert: Path | None = None
     tls_key: Path | None = None
     tls_client_ca: Path | None = None  # mTLS: require a client certificate issued by this CA bundle
+    tls_client_crl: Path | None = None  # mTLS: the CA's revocation lists (PEM); revoked or unlisted: refused
 
     @model_validator(mode="after")
     def _tls(self) -> Server:
@@ -334,6 +335,8 @@ class Server(_Strict):
             raise ValueError("tls_cert and tls_key go together")
         if self.tls_client_ca is not None and self.tls_cert is None:
             raise ValueError("tls_client_ca (mTLS) needs tls_cert and tls_key")
+        if self.tls_client_crl is not None and self.tls_client_ca is None:
+            raise ValueError("tls_client_crl needs tls_client_ca (the CA whose revocations it lists)")
         return self
 
     @field_validator("trusted_proxies", "allow", "deny")
@@ -376,7 +379,7 @@ def _rebase(data: dict[str, Any], base: Path) -> None:
     for section, keys in (
         ("auth", ("api_keys_file",)),
         ("audit", ("path",)),
-        ("server", ("tls_cert", "tls_key", "tls_client_ca")),
+        ("server", ("tls_cert", "tls_key", "tls_client_ca", "tls_client_crl")),
     ):
         block = data.get(section)
         if isinstance(block, dict):

@@ -15,15 +15,18 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import datetime
 import ssl
 import threading
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import h11
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
+from bastion.errors import ConfigError
 from bastion.gateway.config import GatewayConfig
 from bastion.gateway.middleware import CLIENT_SUBJECT
 
@@ -156,7 +159,52 @@ def uvicorn_config(app: Any, config: GatewayConfig, *, port: int | None = None) 
     uv.load()
     if uv.ssl is not None:
         uv.ssl.minimum_version = ssl.TLSVersion.TLSv1_2
+        if server.tls_client_crl is not None and server.tls_client_ca is not None:
+            check_crls(server.tls_client_crl, server.tls_client_ca)
+            uv.ssl.load_verify_locations(cafile=str(server.tls_client_crl))
+            uv.ssl.verify_flags |= ssl.VERIFY_CRL_CHECK_LEAF  # a client's issuer without a CRL: refused
     return uv
+
+
+def check_crls(crl_file: Path, ca_file: Path) -> int:
+    """Refuse to start on revocation lists that would fail every handshake or prove nothing: unreadable,
+    not signed by a certificate of the client CA bundle, or past their next update. Returns how many."""
+    from cryptography import x509
+
+    try:
+        text = crl_file.read_bytes()
+        cas = x509.load_pem_x509_certificates(ca_file.read_bytes())
+    except (OSError, ValueError) as exc:
+        raise ConfigError(f"{crl_file}: cannot read the revocation lists or the client CA: {exc}") from None
+    marker = b"-----BEGIN X509 CRL-----"
+    blocks = [marker + part for part in text.split(marker)[1:]]
+    if not blocks:
+        raise ConfigError(f"{crl_file}: no PEM revocation list (-----BEGIN X509 CRL-----) in it")
+    now = datetime.datetime.now(datetime.UTC)
+    for number, block in enumerate(blocks, start=1):
+        try:
+            crl = x509.load_pem_x509_crl(block)
+        except ValueError:
+            raise ConfigError(f"{crl_file}: revocation list {number} is malformed") from None
+        issuers = [ca for ca in cas if ca.subject == crl.issuer]
+        if not any(_signed_by(crl, ca) for ca in issuers):
+            raise ConfigError(
+                f"{crl_file}: revocation list {number} ({crl.issuer.rfc4514_string()}) is not signed by a "
+                f"certificate of {ca_file}"
+            )
+        if crl.next_update_utc is not None and crl.next_update_utc < now:
+            raise ConfigError(
+                f"{crl_file}: revocation list {number} expired at {crl.next_update_utc:%Y-%m-%dT%H:%M:%SZ}; "
+                "fetch the CA's current one (TLS would refuse every client certificate)"
+            )
+    return len(blocks)
+
+
+def _signed_by(crl: Any, ca: Any) -> bool:
+    try:
+        return bool(crl.is_signature_valid(ca.public_key()))
+    except (TypeError, ValueError):
+        return False
 
 
 def serve(config: GatewayConfig) -> None:
