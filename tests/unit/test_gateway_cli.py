@@ -5,9 +5,10 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
 from click.testing import CliRunner
 
-from bastion.cli.gateway import gateway
+from bastion.cli.gateway import gateway, with_server
 from bastion.gateway.credentials import ApiKeyStore
 
 
@@ -67,3 +68,21 @@ def test_serve_offers_mtls_and_refuses_it_without_a_server_certificate(tmp_path:
     ca.write_text("not used: refused before it is read\n")
     result = runner.invoke(gateway, ["serve", "-c", str(_config(tmp_path)), "--tls-client-ca", str(ca)])
     assert result.exit_code != 0 and "tls_cert" in str(result.output) + str(result.exception)
+
+
+def test_tls_flags_override_the_server_section_with_the_same_checks(tmp_path: Path) -> None:
+    from bastion.errors import UsageError
+    from bastion.gateway.config import load_config
+
+    config = load_config(_config(tmp_path))
+    pem = {name: tmp_path / f"{name}.pem" for name in ("cert", "key", "ca", "crl")}
+    served = with_server(config, {"tls_cert": pem["cert"], "tls_key": pem["key"], "tls_client_ca": pem["ca"]})
+    assert (
+        served.server.tls_cert == pem["cert"].resolve() and served.server.tls_client_ca == pem["ca"].resolve()
+    )
+    assert served.server.environment == "prod"  # the rest of the section is kept
+    assert with_server(config, {"tls_cert": None}) is config
+    with pytest.raises(UsageError, match="--tls-cert: tls_cert and tls_key go together"):
+        with_server(config, {"tls_cert": pem["cert"]})
+    with pytest.raises(UsageError, match="tls_client_crl needs tls_client_ca"):
+        with_server(config, {"tls_cert": pem["cert"], "tls_key": pem["key"], "tls_client_crl": pem["crl"]})

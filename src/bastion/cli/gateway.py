@@ -1,6 +1,6 @@
 """``bastion gateway``: serve models through the gateway, and manage its API keys.
 
-bastion gateway serve --config bastion.yaml
+bastion gateway serve --config bastion.yaml [--tls-cert C --tls-key K] [--tls-client-ca A --tls-client-crl L]
 bastion gateway keys create --config bastion.yaml --identity alice [--expires-in 30d]
 bastion gateway keys list   --config bastion.yaml
 bastion gateway keys revoke --config bastion.yaml KEY_ID
@@ -19,6 +19,7 @@ import click
 from bastion.errors import ConfigError, UsageError
 
 if TYPE_CHECKING:
+    from bastion.gateway.config import GatewayConfig
     from bastion.gateway.credentials import ApiKeyStore
 
 _CONFIG = click.option(
@@ -60,27 +61,65 @@ def gateway() -> None:
     """Serve models behind authentication, authorisation, limits, audit and extraction detection."""
 
 
+_PEM = click.Path(exists=True, dir_okay=False, path_type=Path)
+
+
 @gateway.command()
 @_CONFIG
+@click.option("--tls-cert", type=_PEM, help="Serve HTTPS (TLS 1.2+) with this certificate (server.tls_cert).")
+@click.option("--tls-key", type=_PEM, help="The certificate's private key (server.tls_key).")
 @click.option(
     "--tls-client-ca",
-    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    type=_PEM,
     help="mTLS: require client certificates issued by this CA (overrides server.tls_client_ca).",
 )
-def serve(config_path: Path, tls_client_ca: Path | None) -> None:
-    """Serve the configured models until interrupted (Ctrl-C or SIGTERM flushes the audit log)."""
+@click.option(
+    "--tls-client-crl",
+    type=_PEM,
+    help="mTLS: refuse client certificates this CA revoked (PEM CRLs; server.tls_client_crl).",
+)
+def serve(
+    config_path: Path,
+    tls_cert: Path | None,
+    tls_key: Path | None,
+    tls_client_ca: Path | None,
+    tls_client_crl: Path | None,
+) -> None:
+    """Serve the configured models until interrupted (Ctrl-C or SIGTERM flushes the audit log).
+
+    The --tls-* options override the configuration's server section; the same checks apply.
+    """
     from bastion.gateway.config import load_config
     from bastion.gateway.server import serve as run
 
-    config = load_config(config_path)
-    if tls_client_ca is not None:
-        if config.server.tls_cert is None:
-            raise UsageError("--tls-client-ca needs server.tls_cert and server.tls_key in the configuration")
-        server = config.server.model_copy(update={"tls_client_ca": tls_client_ca.resolve()})
-        config = config.model_copy(update={"server": server})
+    overrides = {
+        "tls_cert": tls_cert,
+        "tls_key": tls_key,
+        "tls_client_ca": tls_client_ca,
+        "tls_client_crl": tls_client_crl,
+    }
+    config = with_server(load_config(config_path), overrides)
     scheme = "https" if config.server.tls_cert else "http"
     click.echo(f"bastion gateway on {scheme}://{config.server.host}:{config.server.port}", err=True)
     run(config)
+
+
+def with_server(config: GatewayConfig, overrides: dict[str, Path | None]) -> GatewayConfig:
+    """``config`` with the given server paths replaced (``None``: kept), validated as the file would be."""
+    from pydantic import ValidationError
+
+    from bastion.gateway.config import Server
+
+    updates = {key: path.resolve() for key, path in overrides.items() if path is not None}
+    if not updates:
+        return config
+    try:
+        server = Server.model_validate({**config.server.model_dump(), **updates})
+    except ValidationError as exc:
+        flags = ", ".join("--" + key.replace("_", "-") for key in updates)
+        reasons = "; ".join(str(e["msg"]).removeprefix("Value error, ") for e in exc.errors())
+        raise UsageError(f"{flags}: {reasons}") from None
+    return config.model_copy(update={"server": server})
 
 
 @gateway.group()
