@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from bastion.cli.main import cli
+from bastion.cli.app import cli
 from bastion.gateway.app import build_app
 from tests.gateway_helpers import Setup, base_config, bearer, client, make_setup, write_models
 

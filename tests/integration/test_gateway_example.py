@@ -11,7 +11,7 @@ from types import ModuleType
 import pytest
 from click.testing import CliRunner
 
-from bastion.cli.main import cli
+from bastion.cli.app import cli
 from bastion.gateway.app import build_app
 from bastion.gateway.config import load_config
 from tests.gateway_helpers import bearer, client

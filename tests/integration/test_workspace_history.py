@@ -13,7 +13,7 @@ import pytest
 from click.testing import CliRunner
 
 import bastion
-from bastion.cli.main import cli
+from bastion.cli.app import cli
 from bastion.errors import InputError
 
 pytestmark = pytest.mark.skipif(shutil.which("git") is None, reason="needs the git command")

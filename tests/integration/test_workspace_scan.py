@@ -11,7 +11,7 @@ from click.testing import CliRunner
 from rich.console import Console
 
 import bastion
-from bastion.cli.main import cli
+from bastion.cli.app import cli
 from bastion.core import Verdict
 from bastion.demo.workspace_stage import SampleWorkspace, run_workspace_stage, write_sample_workspace
 

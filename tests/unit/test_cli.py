@@ -10,7 +10,8 @@ import pytest
 from click.testing import CliRunner
 
 from bastion import __version__
-from bastion.cli.main import COMMANDS, cli
+from bastion.cli.app import cli
+from bastion.cli.main import COMMANDS
 from tests.conftest import pickle_call
 
 HEAVY = ("numpy", "torch", "sklearn", "tensorflow", "h5py", "onnx", "safetensors", "rich", "joblib", "scipy")

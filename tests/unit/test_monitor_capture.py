@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from bastion.cli.main import cli
+from bastion.cli.app import cli
 from bastion.errors import InputError, UsageError
 from bastion.monitor import baseline_from_batches, write_baseline
 from bastion.monitor.capture import CaptureReader, parse_time

@@ -156,7 +156,7 @@ def test_a_tampered_joint_summary_is_rejected(tmp_path: Path) -> None:
 def test_cli_text_html_and_merge_carry_the_verdict(tmp_path: Path) -> None:
     from click.testing import CliRunner
 
-    from bastion.cli.main import cli
+    from bastion.cli.app import cli
 
     runner = CliRunner()
     for i in range(2):

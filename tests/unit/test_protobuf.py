@@ -108,3 +108,45 @@ def test_deeply_nested_messages_walked_with_guard_do_not_recurse_forever() -> No
 
     with pytest.raises(LimitExceeded):
         walk(memoryview(inner), 0, 0)
+
+
+def _sniff_samples() -> list[bytes]:
+    """Wire-format blobs the ONNX / SavedModel sniffers accept, their corruptions, and noise."""
+    import random
+
+    from tests.conftest import mutations
+
+    def ld(number: int, payload: bytes) -> bytes:
+        return varint(number << 3 | LEN) + varint(len(payload)) + payload
+
+    graph = ld(1, ld(1, b"x") + ld(4, b"Add")) + ld(2, b"graph")
+    onnx_model = varint(1 << 3) + varint(8) + ld(2, b"pytorch") + ld(7, graph)
+    saved_model = varint(1 << 3) + varint(1) + ld(2, ld(1, b"meta") + ld(2, ld(1, b"node")))
+    rng = random.Random(11)
+    noise = [rng.randbytes(rng.randint(2, 64)) for _ in range(3000)]
+    digits = [str(rng.getrandbits(64)).zfill(20).encode() for _ in range(200)]
+    return [onnx_model, saved_model, *mutations(onnx_model), *mutations(saved_model), *noise, *digits]
+
+
+def test_sniff_quick_reject_never_hides_onnx_or_savedmodel() -> None:
+    """detect._may_be_protobuf decides whether the parsers are imported at all: whatever it turns
+    away, both content sniffers must turn away too."""
+    from bastion.scanners.detect import _may_be_protobuf
+    from bastion.scanners.onnx import looks_like_onnx
+    from bastion.scanners.savedmodel import looks_like_savedmodel
+
+    accepted = 0
+    for blob in _sniff_samples():
+        view = memoryview(blob)
+        if looks_like_onnx(view) or looks_like_savedmodel(view):
+            accepted += 1
+            assert _may_be_protobuf(blob[:4096]), blob
+    assert accepted >= 2
+
+
+def test_torch_serialization_id_is_not_sniffed_as_protobuf() -> None:
+    from bastion.scanners.detect import Format, _may_be_protobuf, sniff
+
+    serialization_id = b"0760530726789829938111114007459246324676"
+    assert not _may_be_protobuf(serialization_id)
+    assert sniff(memoryview(serialization_id)) == [Format.TEXT]

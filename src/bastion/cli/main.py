@@ -1,14 +1,13 @@
-"""Entry point. Subcommands are imported only when invoked, so ``bastion --help`` stays instant."""
+"""Entry point (the ``bastion`` console script). Importing it imports no Click: a plain
+``bastion scan FILE...`` takes the fast path of :mod:`bastion.cli.fastscan`, and everything else
+goes to the Click application of :mod:`bastion.cli.app`, whose subcommands are imported only when
+invoked so that ``bastion --help`` stays instant."""
 
 from __future__ import annotations
 
-import importlib
 import sys
 from typing import Any
 
-import click
-
-from bastion import __version__
 from bastion.errors import BastionError
 
 # name -> (module, attribute, one-line help shown by --help without importing the module)
@@ -32,39 +31,19 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
 }
 
 
-class LazyGroup(click.Group):
-    def list_commands(self, ctx: click.Context) -> list[str]:
-        return sorted(COMMANDS)
-
-    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
-        entry = COMMANDS.get(cmd_name)
-        if entry is None:
-            return None
-        module = importlib.import_module(entry[0])
-        command = getattr(module, entry[1])
-        assert isinstance(command, click.Command)
-        return command
-
-    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
-        rows = [(name, COMMANDS[name][2]) for name in self.list_commands(ctx)]
-        with formatter.section("Commands"):
-            formatter.write_dl(rows)
-
-
-@click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
-@click.version_option(__version__, "--version", "-V", prog_name="bastion")
-def cli() -> None:
-    """Bastion: collect evidence about ML artifacts, decide with policy, enforce at every gate.
-
-    Exit codes: 0 clean, 1 findings at or above --fail-on, 2 could not decide, 3 nothing scannable.
-    """
-
-
 def main(argv: list[str] | None = None) -> Any:
+    """Run ``bastion`` on ``argv`` (default: ``sys.argv[1:]``); exits with the command's exit code."""
     try:
+        from bastion.cli.fastscan import fast_scan
+
+        code = fast_scan(sys.argv[1:] if argv is None else argv)
+        if code is not None:
+            sys.exit(code)
+        from bastion.cli.app import cli
+
         return cli.main(args=argv, prog_name="bastion", standalone_mode=True)
     except BastionError as exc:
-        click.echo(f"bastion: error: {exc.diagnostics()}", err=True)
+        print(f"bastion: error: {exc.diagnostics()}", file=sys.stderr, flush=True)
         sys.exit(exc.exit_code)
 
 

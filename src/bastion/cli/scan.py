@@ -4,12 +4,19 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Any
 
 import click
 
-from bastion.core import ScanReport, Severity
-from bastion.errors import UsageError
+from bastion.cli.scan_run import (
+    DEFAULT_FAIL_ON,
+    DEFAULT_FORMAT,
+    DEFAULT_HISTORY_MAX_COMMITS,
+    FAMILIES,
+    FORMATS,
+    ScanRequest,
+    run_scan,
+)
+from bastion.core import Severity
 from bastion.render import OutputFormat
 
 
@@ -26,19 +33,23 @@ def _severity(_ctx: click.Context, _param: click.Parameter, value: str) -> Sever
     "--format",
     "-f",
     "fmt",
-    type=click.Choice([f.value for f in OutputFormat]),
-    default="text",
+    type=click.Choice(FORMATS),
+    default=DEFAULT_FORMAT.value,
     show_default=True,
 )
 @click.option(
-    "--fail-on", callback=_severity, default="high", show_default=True, help="Lowest failing severity."
+    "--fail-on",
+    callback=_severity,
+    default=DEFAULT_FAIL_ON.value,
+    show_default=True,
+    help="Lowest failing severity.",
 )
 @click.option(
     "--output", "-o", type=click.Path(dir_okay=False, path_type=Path), help="Write the report here."
 )
 @click.option(
     "--only",
-    type=click.Choice(["model", "workspace"]),
+    type=click.Choice(FAMILIES),
     help="Force a scanner family (default: model files always, workspace checks for project folders).",
 )
 @click.option(
@@ -57,7 +68,7 @@ def _severity(_ctx: click.Context, _param: click.Parameter, value: str) -> Sever
 @click.option(
     "--history-max-commits",
     type=click.IntRange(1),
-    default=1000,
+    default=DEFAULT_HISTORY_MAX_COMMITS,
     show_default=True,
     help="Scan at most this many of the newest commits.",
 )
@@ -117,76 +128,23 @@ def scan(
 
     Exit codes: 0 clean, 1 findings at or above --fail-on, 2 could not decide, 3 nothing scannable.
     """
-    from bastion.scanners.engine import scan_paths
-
-    options: dict[str, Any] = {
-        "fail_on": fail_on,
-        "include": include,
-        "exclude": exclude,
-        "allowlists": allowlists,
-        "strict": strict,
-        "follow_symlinks": follow_symlinks,
-        "workers": workers,
-        "families": (only,) if only else None,
-        "baseline": baseline,
-        "environments": environments,
-    }
-    if history:
-        options.update(history=True, history_max_commits=history_max_commits)
-    show_progress = sys.stderr.isatty() if progress is None else progress
-    try:
-        report = _scan_with_progress(paths, options) if show_progress else scan_paths(paths, **options)
-    except OSError as exc:
-        raise UsageError(f"cannot scan: {exc}") from None
-    if write_baseline is not None:
-        from bastion.scanners.workspace.baseline import write_baseline as _write
-
-        n = _write(report, write_baseline)
-        click.echo(f"baseline: {n} findings recorded in {write_baseline}", err=True)
-    _emit(report, OutputFormat(fmt), output)
-    sys.exit(report.exit_code)
-
-
-def _scan_with_progress(paths: tuple[Path, ...], options: dict[str, Any]) -> ScanReport:
-    from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TransferSpeedColumn
-
-    from bastion.scanners.engine import scan_paths, total_size
-
-    columns = (
-        TextColumn("scanning"),
-        BarColumn(),
-        DownloadColumn(),
-        TransferSpeedColumn(),
-        TextColumn("{task.description}"),
+    request = ScanRequest(
+        paths=paths,
+        fmt=OutputFormat(fmt),
+        fail_on=fail_on,
+        output=output,
+        only=only,
+        baseline=baseline,
+        write_baseline=write_baseline,
+        history=history,
+        history_max_commits=history_max_commits,
+        environments=environments,
+        include=include,
+        exclude=exclude,
+        allowlists=allowlists,
+        strict=strict,
+        follow_symlinks=follow_symlinks,
+        workers=workers,
+        progress=progress,
     )
-    with Progress(*columns, transient=True) as bar:
-        task = bar.add_task("", total=total_size(paths) or None)
-
-        def advance(name: str, size: int) -> None:
-            bar.update(task, advance=size, description=name[-40:])
-
-        return scan_paths(paths, progress=advance, **options)
-
-
-def _emit(report: ScanReport, fmt: OutputFormat, output: Path | None) -> None:
-    if fmt is OutputFormat.TEXT:
-        from bastion.render.text import render_text
-
-        if output is None:
-            render_text(report)
-        else:
-            with output.open("w", encoding="utf-8") as fh:
-                render_text(report, fh, color=False)
-        return
-    if fmt is OutputFormat.JSON:
-        from bastion.render.json_report import render_json
-
-        text = render_json(report)
-    else:
-        from bastion.render.sarif import render_sarif
-
-        text = render_sarif(report)
-    if output is None:
-        sys.stdout.write(text)
-    else:
-        output.write_text(text, encoding="utf-8")
+    sys.exit(run_scan(request))
