@@ -5,7 +5,8 @@ stricter baseline), all on uvicorn with h11. Each server runs in its own process
 The gateway runs twice: as configured by default, where concurrent requests that reach the model in the
 same turn of the event loop share one model call (``batch_rows``, see ``bastion.gateway.batching``), and
 with ``batch_rows: 0`` (one model call per request, as the bare endpoints make), which isolates what the
-protections themselves cost.
+protections themselves cost; ``gateway-redis`` is the set-up for several replicas: limits, model states and
+detection levels in Redis (``$BASTION_BENCH_REDIS``, default redis://127.0.0.1:6379/0).
 
 The load generator is ``wrk`` (Debian's package; one thread, a Lua script that cycles through distinct
 rows, since repeated rows would rightly look like probing to the gateway) or, without it, an async httpx
@@ -90,11 +91,23 @@ def make_workdir(work: Path) -> tuple[str, np.ndarray]:
     (work / "bastion.yaml").write_text(json.dumps(config))
     config["models"][0]["batch_rows"] = 0
     (work / "bastion-unbatched.yaml").write_text(json.dumps(config))
+    # several replicas' set-up: limits, model states and detection levels in Redis (batching on)
+    config["models"][0]["batch_rows"] = 256
+    config["models"][0]["detection"]["shared"] = True
+    prefix = f"bench{os.getpid()}:"
+    config["limits"] |= {"backend": "redis", "redis_url": REDIS_URL, "redis_prefix": prefix}
+    (work / "bastion-redis.yaml").write_text(json.dumps(config))
     token, _ = ApiKeyStore(work / "keys.json").create("bench")
     return token, X
 
 
-MODES = ("fastapi", "starlette", "gateway", "gateway-unbatched")
+MODES = ("fastapi", "starlette", "gateway", "gateway-unbatched", "gateway-redis")
+CONFIGS = {
+    "gateway": "bastion.yaml",
+    "gateway-unbatched": "bastion-unbatched.yaml",
+    "gateway-redis": "bastion-redis.yaml",
+}
+REDIS_URL = os.environ.get("BASTION_BENCH_REDIS", "redis://127.0.0.1:6379/0")
 BASELINES = ("fastapi", "starlette")
 
 
@@ -106,7 +119,7 @@ def serve(mode: str, work: Path, port: int) -> None:
         from bastion.gateway.config import load_config
         from bastion.gateway.server import uvicorn_config
 
-        config = load_config(work / ("bastion.yaml" if mode == "gateway" else "bastion-unbatched.yaml"))
+        config = load_config(work / CONFIGS[mode])
         uvicorn.Server(uvicorn_config(build_app(config), config, port=port)).run()
         return
     import joblib
@@ -286,6 +299,16 @@ def one_run(
         proc.wait(timeout=30)
 
 
+def _forget_redis_keys(prefix: str) -> None:
+    """Delete what the Redis-backed runs left (detection levels and model states have no expiry)."""
+    import redis
+
+    client = redis.Redis.from_url(REDIS_URL)
+    for key in client.scan_iter(match=f"{prefix}*"):
+        client.delete(key)
+    client.close()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--serve", choices=MODES)
@@ -298,11 +321,13 @@ def main() -> None:
     parser.add_argument(
         "--client", choices=["wrk", "httpx"], default="wrk" if shutil.which("wrk") else "httpx"
     )
+    parser.add_argument("--modes", default=",".join(MODES), help=f"comma-separated subset of {MODES}")
     args = parser.parse_args()
     if args.serve:
         serve(args.serve, args.work, args.port)
         return
-    runs: dict[str, list[dict[str, Any]]] = {mode: [] for mode in MODES}
+    modes = [m for m in MODES if m in args.modes.split(",")]
+    runs: dict[str, list[dict[str, Any]]] = {mode: [] for mode in modes}
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
         token, X = make_workdir(work)
@@ -310,9 +335,13 @@ def main() -> None:
         with bodies.open("w") as handle:
             for i in range(0, len(X) - args.rows, args.rows):
                 handle.write(json.dumps({"instances": X[i : i + args.rows].tolist()}) + "\n")
-        for _ in range(args.runs):
-            for mode in MODES:
-                runs[mode].append(one_run(mode, args, work, token, X, bodies))
+        try:
+            for _ in range(args.runs):
+                for mode in modes:
+                    runs[mode].append(one_run(mode, args, work, token, X, bodies))
+        finally:
+            if "gateway-redis" in modes:
+                _forget_redis_keys(f"bench{os.getpid()}:")
     print(
         f"{args.client}, {args.runs} runs of {args.seconds:g} s, concurrency {args.concurrency}, "
         f"{args.rows} row(s) per request, loopback; medians over runs"
@@ -328,8 +357,8 @@ def main() -> None:
         )
     print()
     print(f"{'gateway vs':<30} {'req/s ratio':>12} {'CPU ratio':>10} {'added p50':>10}  req/s ratio per run")
-    for gateway in ("gateway", "gateway-unbatched"):
-        for baseline in BASELINES:
+    for gateway in [m for m in CONFIGS if m in runs]:
+        for baseline in [m for m in BASELINES if m in runs]:
             pairs = list(zip(runs[baseline], runs[gateway], strict=True))
             rps = statistics.median(g["rps"] / b["rps"] for b, g in pairs)
             cpu = statistics.median(b["cpu_us"] / g["cpu_us"] for b, g in pairs)
