@@ -343,40 +343,26 @@ class SharedLevels:
     to lift a block), shared by every replica. Redis errors raise ``LimiterUnavailable``: fail closed."""
 
     def __init__(self, url: str, *, prefix: str, timeout_s: float) -> None:
-        import redis.asyncio as aredis
+        from bastion.gateway.redis_pipe import RedisPipe
 
         self.prefix = prefix + "det:"
-        self._client = aredis.Redis.from_url(
-            url, socket_timeout=timeout_s, socket_connect_timeout=timeout_s, retry_on_timeout=False
-        )
-        self._step = self._client.register_script(_STEP)
-        self._timeout = timeout_s * 4
+        self.redis = RedisPipe(url, timeout_s=timeout_s, store="detection store")
 
     def key(self, caller: str, model: str) -> str:
         return f"{self.prefix}{model}:{caller}"  # model names have no ':' so the key is unambiguous
 
     async def get(self, caller: str, model: str) -> Level:
-        return await self._call(self._client.get(self.key(caller, model)))
+        return _level(await self.redis.command("GET", self.key(caller, model)))
 
     async def step(self, caller: str, model: str) -> Level:
-        return await self._call(self._step(keys=[self.key(caller, model)]))
-
-    async def _call(self, pending: Any) -> Level:
-        import asyncio
-
-        from redis.exceptions import RedisError
-
-        from bastion.gateway.errors import LimiterUnavailable
-
-        try:
-            async with asyncio.timeout(self._timeout):
-                value = await pending
-        except (RedisError, OSError, TimeoutError) as exc:
-            raise LimiterUnavailable(f"detection store unreachable ({type(exc).__name__})") from None
-        return Level(min(max(int(value or 0), 0), Level.BLOCK))
+        return _level(await self.redis.script(_STEP, [self.key(caller, model)], []))
 
     async def close(self) -> None:
-        await self._client.aclose()
+        await self.redis.close()
+
+
+def _level(value: Any) -> Level:
+    return Level(min(max(int(value or 0), 0), Level.BLOCK))
 
 
 def share_levels(detectors: dict[str, ExtractionDetector], limits: Limits) -> SharedLevels | None:

@@ -8,7 +8,6 @@ refuses the request: it fails closed, never open.
 
 from __future__ import annotations
 
-import asyncio
 import math
 import threading
 import time
@@ -169,20 +168,14 @@ class RedisLimiter:
     """Buckets shared by every replica through one Redis server; fails closed."""
 
     def __init__(self, url: str, *, prefix: str, timeout_s: float) -> None:
-        import redis.asyncio as aredis
+        from bastion.gateway.redis_pipe import RedisPipe
 
         self.prefix = prefix
-        self._client = aredis.Redis.from_url(
-            url, socket_timeout=timeout_s, socket_connect_timeout=timeout_s, retry_on_timeout=False
-        )
-        self._script = self._client.register_script(_LUA)
-        self._timeout = timeout_s * 4
+        self.redis = RedisPipe(url, timeout_s=timeout_s, store="rate-limit store")
 
     async def charge(
         self, charges: Sequence[Charge], quota: Quota | None = None, *, dry_run: bool = False
     ) -> Decision:
-        from redis.exceptions import RedisError
-
         keys = [self.prefix + c.key for c in charges]
         args: list[str | int | float] = [len(charges), "1" if quota else "0", "1" if dry_run else "0"]
         for c in charges:
@@ -190,25 +183,18 @@ class RedisLimiter:
         if quota is not None:
             keys.append(self.prefix + quota.key)
             args += [quota.limit, quota.cost]
-        try:
-            async with asyncio.timeout(self._timeout):
-                allowed, wait, reason = await self._script(keys=keys, args=args)
-        except (RedisError, OSError, TimeoutError) as exc:
-            raise LimiterUnavailable(f"rate-limit store unreachable ({type(exc).__name__})") from None
+        allowed, wait, reason = await self.redis.script(_LUA, keys, args)
         text = reason.decode() if isinstance(reason, bytes) else str(reason)
         return Decision(bool(int(allowed)), float(wait), text)
 
     async def ping(self) -> bool:
-        from redis.exceptions import RedisError
-
         try:
-            async with asyncio.timeout(self._timeout):
-                return bool(await self._client.ping())
-        except (RedisError, OSError, TimeoutError):
+            return bool(await self.redis.command("PING"))
+        except LimiterUnavailable:
             return False
 
     async def close(self) -> None:
-        await self._client.aclose()
+        await self.redis.close()
 
 
 def make_limiter(limits: Limits) -> Limiter:

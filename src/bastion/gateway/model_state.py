@@ -10,7 +10,6 @@ the gateway then refuses the request, as the limiter does (fail closed).
 
 from __future__ import annotations
 
-import asyncio
 import enum
 import json
 import threading
@@ -102,29 +101,17 @@ class RedisStates:
     """States shared by every replica through Redis (no expiry); errors raise ``LimiterUnavailable``."""
 
     def __init__(self, url: str, *, prefix: str, timeout_s: float) -> None:
-        import redis.asyncio as aredis
+        from bastion.gateway.redis_pipe import RedisPipe
 
         self.prefix = prefix + "state:"
-        self._client = aredis.Redis.from_url(
-            url, socket_timeout=timeout_s, socket_connect_timeout=timeout_s, retry_on_timeout=False
-        )
-        self._timeout = timeout_s * 4
+        self.redis = RedisPipe(url, timeout_s=timeout_s, store="model-state store")
 
     async def get(self, model: str) -> StateRecord:
-        return self._parse(await self._call(self._client.get(self.prefix + model)))
+        return self._parse(await self.redis.command("GET", self.prefix + model))
 
     async def swap(self, model: str, record: StateRecord) -> StateRecord:
         text = json.dumps(record.to_json(), sort_keys=True)
-        return self._parse(await self._call(self._client.set(self.prefix + model, text, get=True)))
-
-    async def _call(self, pending: Any) -> Any:
-        from redis.exceptions import RedisError
-
-        try:
-            async with asyncio.timeout(self._timeout):
-                return await pending
-        except (RedisError, OSError, TimeoutError) as exc:
-            raise LimiterUnavailable(f"model-state store unreachable ({type(exc).__name__})") from None
+        return self._parse(await self.redis.command("SET", self.prefix + model, text, "GET", get=True))
 
     @staticmethod
     def _parse(value: Any) -> StateRecord:
@@ -137,7 +124,7 @@ class RedisStates:
         return StateRecord.from_json(data)
 
     async def close(self) -> None:
-        await self._client.aclose()
+        await self.redis.close()
 
 
 def make_states(limits: Limits) -> StateStore:

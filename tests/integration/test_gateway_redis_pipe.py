@@ -1,0 +1,82 @@
+"""RedisPipe against the real server: the commands of one event-loop turn share one round trip, each caller
+gets its own reply, scripts survive the server forgetting them, and every failure fails closed."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import AsyncIterator
+
+import pytest
+
+from bastion.gateway.errors import LimiterUnavailable
+from bastion.gateway.redis_pipe import RedisPipe
+from tests.gateway_helpers import free_port
+
+pytestmark = [pytest.mark.anyio, pytest.mark.usefixtures("redis_server")]
+URL = "redis://127.0.0.1:6379/0"
+COUNTER = "return redis.call('INCRBY', KEYS[1], ARGV[1])"
+
+
+@pytest.fixture()
+def anyio_backend() -> str:
+    return "asyncio"
+
+
+@pytest.fixture()
+async def pipe() -> AsyncIterator[tuple[RedisPipe, str]]:
+    redis = RedisPipe(URL, timeout_s=1.0, store="test store")
+    prefix = f"bastion-test:{uuid.uuid4().hex}:"
+    yield redis, prefix
+    keys = await redis.client.keys(prefix + "*")
+    if keys:
+        await redis.client.delete(*keys)
+    await redis.close()
+
+
+async def test_one_turn_is_one_round_trip_and_each_caller_gets_its_reply(pipe: tuple[RedisPipe, str]) -> None:
+    redis, prefix = pipe
+    await asyncio.gather(*(redis.command("SET", f"{prefix}{i}", f"value-{i}") for i in range(20)))
+    before = redis.round_trips
+    replies = await asyncio.gather(
+        *(redis.command("GET", f"{prefix}{i}") for i in range(20)),
+        *(redis.script(COUNTER, [f"{prefix}count"], [i]) for i in range(1, 5)),
+    )
+    assert redis.round_trips == before + 1
+    assert replies[:20] == [f"value-{i}".encode() for i in range(20)]
+    assert sorted(replies[20:]) == [1, 3, 6, 10]  # each script ran atomically, in order
+    assert await redis.command("GET", prefix + "missing") is None
+    assert await redis.command("PING") is True
+    old = await redis.command("SET", prefix + "0", "new", "GET", get=True)
+    assert old == b"value-0" and await redis.command("GET", prefix + "0") == b"new"
+
+
+async def test_a_script_the_server_forgot_is_loaded_again(pipe: tuple[RedisPipe, str]) -> None:
+    redis, prefix = pipe
+    assert await redis.script(COUNTER, [prefix + "n"], [2]) == 2
+    await redis.client.script_flush()
+    replies = await asyncio.gather(*(redis.script(COUNTER, [prefix + "n"], [1]) for _ in range(3)))
+    assert sorted(replies) == [3, 4, 5]
+
+
+async def test_an_error_reply_fails_its_caller_alone(pipe: tuple[RedisPipe, str]) -> None:
+    redis, prefix = pipe
+    await redis.command("HSET", prefix + "hash", "field", "1")
+    ok, wrong = await asyncio.gather(
+        redis.command("SET", prefix + "plain", "1"),
+        redis.command("GET", prefix + "hash"),  # WRONGTYPE
+        return_exceptions=True,
+    )
+    assert ok is True
+    assert isinstance(wrong, LimiterUnavailable) and "test store answered an error" in wrong.message
+
+
+async def test_an_unreachable_server_fails_every_caller_closed() -> None:
+    redis = RedisPipe(f"redis://127.0.0.1:{free_port()}/0", timeout_s=0.2, store="test store")
+    try:
+        results = await asyncio.gather(
+            redis.command("GET", "a"), redis.script(COUNTER, ["b"], [1]), return_exceptions=True
+        )
+    finally:
+        await redis.close()
+    assert all(isinstance(r, LimiterUnavailable) and "test store unreachable" in r.message for r in results)
