@@ -24,6 +24,7 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "admission": ("bastion.cli.admission", "admission", "Kubernetes validating admission webhook (HTTPS)."),
     "report": ("bastion.cli.report", "report", "Posture report: ATLAS and NIST AI RMF evidenced or missing."),
     "gateway": ("bastion.cli.gateway", "gateway", "Serve models with auth, limits, audit, theft detection."),
+    "serve": ("bastion.cli.gateway", "serve", "Serve models through the gateway (= bastion gateway serve)."),
     "tokens": ("bastion.cli.gateway", "keys", "The gateway's API keys: create (shown once), list, revoke."),
     "audit": ("bastion.cli.audit", "audit", "Verify tamper-evident audit logs."),
     "monitor": ("bastion.cli.monitor", "monitor", "Baselines, data-quality and drift checks, alarms."),
