@@ -87,3 +87,31 @@ def test_nearest_distances_match_brute_force_across_batches_and_window_wrap() ->
         stream.push(z, halves)
         seen += list(z)
         assert np.array_equal(stream.history()[0], np.asarray(seen[-window:]))
+
+
+def test_held_rows_give_the_events_of_row_by_row_measuring() -> None:
+    """Rows wait for the next check point and are measured together: the events (level, signals, statistic,
+    row count) are those of measuring every row as it comes, whatever the request sizes."""
+    X, _ = make_data(seed=1)
+    rng = np.random.default_rng(7)
+    seeds = X[rng.choice(len(X), 20)]
+    stream = np.vstack([X[:150], np.repeat(seeds, 20, axis=0) + rng.normal(0, 1e-3, (400, X.shape[1]))])
+
+    reference = _detector(X)
+    expected = [
+        e
+        for row in stream
+        for e in reference._measure("eve", "m", reference._stream_for("eve", "m", X.shape[1]), row[None])
+    ]
+    for sizes in ((1,), (3, 1, 7), (64,), (500,)):
+        det = _detector(X)
+        events, start, k = [], 0, 0
+        while start < len(stream):
+            n = sizes[k % len(sizes)]
+            events += det.observe("eve", "m", stream[start : start + n])
+            start, k = start + n, k + 1
+        assert [(e.level, e.signals, e.queries) for e in events] == [
+            (e.level, e.signals, e.queries) for e in expected
+        ]
+        assert [e.statistic for e in events] == pytest.approx([e.statistic for e in expected])
+    assert expected and expected[-1].level is Level.BLOCK

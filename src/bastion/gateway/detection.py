@@ -235,12 +235,7 @@ class ExtractionDetector:
         """
         if not self.config.enabled:
             return []
-        key = (caller, model)
-        stream = self._streams.get(key)
-        if stream is None:
-            stream = self._streams[key] = _Stream(
-                x.shape[1], self.config.window, ood_window=self.config.ood_window
-            )
+        stream = self._stream_for(caller, model, int(x.shape[1]))
         stream.pending.append(x)
         stream.pending_rows += int(x.shape[0])
         config = self.config
@@ -251,6 +246,14 @@ class ExtractionDetector:
         stream.pending.clear()
         stream.pending_rows = 0
         return self._measure(caller, model, stream, batch)
+
+    def _stream_for(self, caller: str, model: str, width: int) -> _Stream:
+        stream = self._streams.get((caller, model))
+        if stream is None:
+            stream = self._streams[(caller, model)] = _Stream(
+                width, self.config.window, ood_window=self.config.ood_window
+            )
+        return stream
 
     def _measure(self, caller: str, model: str, stream: _Stream, x: np.ndarray) -> list[Event]:
         """Feed ``x`` into the stream's window and bookkeeping, checking at every check point it passes."""
