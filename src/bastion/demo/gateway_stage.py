@@ -1,12 +1,13 @@
 # mypy: disable-error-code="import-untyped"
 # (scikit-learn and joblib ship no type stubs; this silences only the imports)
 """The demo's gateway stage: serve a model Bastion trains itself through the gateway on 127.0.0.1, then show
-an authorised prediction, the refusals (401, 403, 429), an extraction attack detected and answered step by
-step, a second one with uniform random queries caught against the training reference, and the audit chain
-verified."""
+an authorised prediction, concurrent ones sharing model calls, the refusals (401, 403, 429), an extraction
+attack detected and answered step by step, a second one with uniform random queries caught against the
+training reference, and the audit chain verified."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 from pathlib import Path
 from typing import Any
@@ -45,6 +46,21 @@ def _config(root: Path) -> dict[str, Any]:
             }
         ],
     }
+
+
+async def _concurrent(url: str, headers: dict[str, str], rows: Any) -> list[int]:
+    """The statuses of one single-row request per row, all sent at once on their own connections."""
+    import httpx
+
+    limits = httpx.Limits(max_connections=len(rows))
+    async with httpx.AsyncClient(base_url=url, timeout=10, limits=limits) as client:
+        replies = await asyncio.gather(
+            *(
+                client.post("/v1/models/churn:predict", json={"instances": [r.tolist()]}, headers=headers)
+                for r in rows
+            )
+        )
+    return [r.status_code for r in replies]
 
 
 def run_gateway_stage(console: Console, workdir: Path) -> bool:
@@ -102,6 +118,18 @@ def run_gateway_stage(console: Console, workdir: Path) -> bool:
             http.post("/v1/models/churn:predict", json=row, headers=auth("web-app")),
             200,
         )
+        batcher = app.gw.models["churn"].batcher
+        calls = batcher.calls if batcher else 0
+        together = asyncio.run(_concurrent(url, auth("partner"), X[3000 - 16 :]))
+        calls = (batcher.calls if batcher else len(together)) - calls
+        table.add_row(
+            "partner",
+            f"{len(together)} requests at once",
+            "[green]200[/green]" if set(together) == {200} else f"[red]{sorted(set(together))}[/red]",
+            f"{calls} model call(s): micro-batched",
+            "200",
+        )
+        checks.append(set(together) == {200})
         show("anonymous", "predict, no key", http.post("/v1/models/churn:predict", json=row), 401)
         show(
             "web-app",
