@@ -1,5 +1,6 @@
 """RedisPipe against the real server: the commands of one event-loop turn share one round trip, each caller
-gets its own reply, scripts survive the server forgetting them, and every failure fails closed."""
+gets its own reply, scripts survive the server forgetting them, and every failure fails closed; and the
+limiter's script on it behaves as the in-process limiter does."""
 
 from __future__ import annotations
 
@@ -80,3 +81,33 @@ async def test_an_unreachable_server_fails_every_caller_closed() -> None:
     finally:
         await redis.close()
     assert all(isinstance(r, LimiterUnavailable) and "test store unreachable" in r.message for r in results)
+
+
+@pytest.mark.parametrize("backend", ["memory", "redis"])
+async def test_a_check_takes_nothing_and_a_refusal_names_its_bucket(backend: str) -> None:
+    """Both limiters alike: ``need`` without ``cost`` only looks; ``refused_by`` is the first bucket that
+    refused; a refused charge drains no bucket."""
+    from bastion.gateway.config import Bucket
+    from bastion.gateway.limits import Charge, MemoryLimiter, RedisLimiter
+
+    prefix = f"bastion-test:{uuid.uuid4().hex}:"
+    limiter = MemoryLimiter() if backend == "memory" else RedisLimiter(URL, prefix=prefix, timeout_s=1.0)
+    wide, one = Bucket(capacity=100, per_second=0.001), Bucket(capacity=1, per_second=0.001)
+    try:
+        look = Charge("one", one, 0.0, need=1.0)
+        for _ in range(3):
+            assert (await limiter.charge([Charge("wide", wide, 1.0), look])).allowed  # looking is free
+        assert (await limiter.charge([Charge("one", one, 1.0)])).allowed  # now it is empty
+        refused = await limiter.charge([Charge("wide", wide, 1.0), look])
+        assert not refused.allowed and refused.refused_by == 1 and refused.reason == "rate limit"
+        assert refused.retry_after > 0
+        both = await limiter.charge([Charge("wide", wide, 500.0), look])
+        assert both.refused_by == 0  # the first refusing bucket
+        assert (await limiter.charge([Charge("wide", wide, 97.0)])).allowed  # 3 taken, none by refusals
+        assert not (await limiter.charge([Charge("wide", wide, 1.0)])).allowed
+    finally:
+        if isinstance(limiter, RedisLimiter):
+            keys = await limiter.redis.client.keys(prefix + "*")
+            if keys:
+                await limiter.redis.client.delete(*keys)
+        await limiter.close()

@@ -489,7 +489,7 @@ class GatewayApp:
         path = (scope.get("raw_path") or scope["path"].encode()).decode("latin-1")  # routes match raw
         admitted: str | None = None
         try:
-            await network_policy(ctx, gw)
+            await network_policy(ctx, gw, credentials=path not in PUBLIC_PATHS)
             framing(scope, ctx, gw)
             deadline = asyncio.get_running_loop().time() + gw.config.server.read_timeout_s
             principal = Gateway.ANONYMOUS

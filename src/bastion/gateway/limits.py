@@ -23,9 +23,17 @@ DAY_S = 86_400
 
 @dataclass(frozen=True)
 class Charge:
+    """Take ``cost`` tokens from bucket ``key``, refused unless it holds ``need`` (default: ``cost``); a
+    check that takes nothing has ``cost`` 0 and a ``need``."""
+
     key: str
     bucket: Bucket
     cost: float
+    need: float | None = None
+
+    @property
+    def required(self) -> float:
+        return self.cost if self.need is None else self.need
 
 
 @dataclass(frozen=True)
@@ -40,6 +48,7 @@ class Decision:
     allowed: bool
     retry_after: float = 0.0
     reason: str = ""
+    refused_by: int = -1  # the index of the first charge that refused (-1: none, or the quota)
 
     @property
     def retry_after_header(self) -> str:
@@ -81,15 +90,16 @@ class MemoryLimiter:
         with self._lock:
             now = self._clock()
             levels: list[float] = []
-            wait = 0.0
-            for c in charges:
+            wait, refused_by = 0.0, -1
+            for i, c in enumerate(charges):
                 tokens, stamp = self._buckets.get(c.key, (c.bucket.capacity, now))
                 tokens = min(c.bucket.capacity, tokens + max(0.0, now - stamp) * c.bucket.per_second)
                 levels.append(tokens)
-                if tokens < c.cost:
-                    wait = max(wait, _wait(tokens, c.bucket, c.cost))
+                if tokens < c.required:
+                    wait = max(wait, _wait(tokens, c.bucket, c.required))
+                    refused_by = i if refused_by < 0 else refused_by
             if wait > 0:
-                return Decision(False, wait, "rate limit")
+                return Decision(False, wait, "rate limit", refused_by)
             if quota is not None:
                 used, resets = self._quotas.get(quota.key, (0, self._wall() + DAY_S))
                 if self._wall() >= resets:
@@ -100,7 +110,8 @@ class MemoryLimiter:
                     self._quotas[quota.key] = (used + quota.cost, resets)
             if not dry_run:
                 for c, tokens in zip(charges, levels, strict=True):
-                    self._buckets[c.key] = (tokens - c.cost, now)
+                    if c.cost:  # a check takes nothing: nothing to store
+                        self._buckets[c.key] = (tokens - c.cost, now)
             return ALLOWED
 
     async def ping(self) -> bool:
@@ -111,8 +122,9 @@ class MemoryLimiter:
 
 
 # KEYS: bucket keys..., then the quota key (if ARGV[2] == "1").
-# ARGV: n buckets, has quota, dry run, then (capacity, rate, cost) per bucket,
+# ARGV: n buckets, has quota, dry run, then (capacity, rate, cost, need) per bucket,
 #       then (limit, cost) for the quota.
+# Returns {allowed, wait, reason, index of the first bucket that refused (0-based, -1: none)}.
 _LUA = """
 local t = redis.call('TIME')
 local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
@@ -120,32 +132,34 @@ local n = tonumber(ARGV[1])
 local has_quota = ARGV[2] == '1'
 local dry = ARGV[3] == '1'
 local wait = 0
+local first = -1
 local levels = {}
 for i = 1, n do
-  local cap = tonumber(ARGV[1 + 3 * i])
-  local rate = tonumber(ARGV[2 + 3 * i])
-  local cost = tonumber(ARGV[3 + 3 * i])
+  local cap = tonumber(ARGV[4 * i])
+  local rate = tonumber(ARGV[1 + 4 * i])
+  local need = tonumber(ARGV[3 + 4 * i])
   local s = redis.call('HMGET', KEYS[i], 'tokens', 'ts')
   local tokens = tonumber(s[1]) or cap
   local ts = tonumber(s[2]) or now
   tokens = math.min(cap, tokens + math.max(0, now - ts) * rate)
   levels[i] = tokens
-  if tokens < cost then
+  if tokens < need then
     local w
-    if cost > cap then w = cap / rate else w = (cost - tokens) / rate end
+    if need > cap then w = cap / rate else w = (need - tokens) / rate end
     if w > wait then wait = w end
+    if first < 0 then first = i - 1 end
   end
 end
-if wait > 0 then return {0, tostring(wait), 'rate limit'} end
+if wait > 0 then return {0, tostring(wait), 'rate limit', first} end
 if has_quota then
   local qkey = KEYS[n + 1]
-  local limit = tonumber(ARGV[4 + 3 * n])
-  local qcost = tonumber(ARGV[5 + 3 * n])
+  local limit = tonumber(ARGV[4 + 4 * n])
+  local qcost = tonumber(ARGV[5 + 4 * n])
   local used = tonumber(redis.call('GET', qkey) or '0')
   if used + qcost > limit then
     local ttl = redis.call('TTL', qkey)
     if ttl < 0 then ttl = 86400 end
-    return {0, tostring(ttl), 'daily quota'}
+    return {0, tostring(ttl), 'daily quota', -1}
   end
   if not dry then
     if redis.call('INCRBY', qkey, qcost) == qcost then redis.call('EXPIRE', qkey, 86400) end
@@ -153,14 +167,16 @@ if has_quota then
 end
 if not dry then
   for i = 1, n do
-    local cap = tonumber(ARGV[1 + 3 * i])
-    local rate = tonumber(ARGV[2 + 3 * i])
-    local cost = tonumber(ARGV[3 + 3 * i])
-    redis.call('HSET', KEYS[i], 'tokens', tostring(levels[i] - cost), 'ts', tostring(now))
-    redis.call('PEXPIRE', KEYS[i], math.ceil(cap / rate * 1000) + 1000)
+    local cost = tonumber(ARGV[2 + 4 * i])
+    if cost > 0 then
+      local cap = tonumber(ARGV[4 * i])
+      local rate = tonumber(ARGV[1 + 4 * i])
+      redis.call('HSET', KEYS[i], 'tokens', tostring(levels[i] - cost), 'ts', tostring(now))
+      redis.call('PEXPIRE', KEYS[i], math.ceil(cap / rate * 1000) + 1000)
+    end
   end
 end
-return {1, '0', ''}
+return {1, '0', '', -1}
 """
 
 
@@ -179,13 +195,15 @@ class RedisLimiter:
         keys = [self.prefix + c.key for c in charges]
         args: list[str | int | float] = [len(charges), "1" if quota else "0", "1" if dry_run else "0"]
         for c in charges:
-            args += [repr(c.bucket.capacity), repr(c.bucket.per_second), repr(c.cost)]
+            args += [repr(c.bucket.capacity), repr(c.bucket.per_second), repr(c.cost), repr(c.required)]
         if quota is not None:
             keys.append(self.prefix + quota.key)
             args += [quota.limit, quota.cost]
-        allowed, wait, reason = await self.redis.script(_LUA, keys, args)
+        allowed, wait, reason, refused_by = await self.redis.script(_LUA, keys, args)
+        if int(allowed):
+            return ALLOWED
         text = reason.decode() if isinstance(reason, bytes) else str(reason)
-        return Decision(bool(int(allowed)), float(wait), text)
+        return Decision(False, float(wait), text, int(refused_by))
 
     async def ping(self) -> bool:
         try:

@@ -2,10 +2,11 @@
 as one ASGI layer: one call per request instead of a stack of wrappers):
 
     context          request id, client IP (trusted proxies only), the audit record's fields
-    network_policy   IP/CIDR deny and allow lists, then the pre-authentication per-IP bucket
+    network_policy   IP/CIDR deny and allow lists, then the pre-authentication per-IP bucket and, for paths
+                     that need credentials, whether the address's failed-login bucket allows a try (one call)
     framing          raw-path checks, Content-Length + Transfer-Encoding smuggling, 411/413 from the headers
                      (``read_body`` enforces the size cap again, and the read deadline, as the body arrives)
-    authenticate     ``Authorization: Bearer`` API key or JWT, failed-login throttling
+    authenticate     ``Authorization: Bearer`` API key or JWT; a failure drains the failed-login bucket
 
 Refusals are raised as ``HttpError`` and rendered by the app, so every refusal is a JSON body and an audit
 record.
@@ -144,17 +145,22 @@ def context(scope: Scope, gw: Gateway) -> RequestContext:
     )
 
 
-async def network_policy(ctx: RequestContext, gw: Gateway) -> None:
+async def network_policy(ctx: RequestContext, gw: Gateway, *, credentials: bool) -> None:
+    """Deny and allow lists, then the address's bucket; for a request that will present ``credentials``,
+    in the same charge, whether the address may still try to log in (its failed-login bucket not empty)."""
     if gw.ip_blocked(ctx.ip):
         raise HttpError(403, "ip-blocked", "requests from this address are not accepted")
-    decision = await gw.charge([Charge(f"ip:{ctx.ip}", gw.config.limits.ip, 1.0)])
-    if not decision.allowed:
-        raise HttpError(
-            429,
-            "rate-limited",
-            "too many requests from this address",
-            headers={"Retry-After": decision.retry_after_header},
-        )
+    limits = gw.config.limits
+    charges = [Charge(f"ip:{ctx.ip}", limits.ip, 1.0)]
+    if credentials:
+        charges.append(Charge(f"authfail:{ctx.ip}", limits.failed_auth, 0.0, need=1.0))
+    decision = await gw.charge(charges)
+    if decision.allowed:
+        return
+    retry = {"Retry-After": decision.retry_after_header}
+    if decision.refused_by == 1:
+        raise HttpError(429, "auth-throttled", "too many failed logins from this address", headers=retry)
+    raise HttpError(429, "rate-limited", "too many requests from this address", headers=retry)
 
 
 def framing(scope: Scope, ctx: RequestContext, gw: Gateway) -> None:
@@ -244,14 +250,6 @@ async def authenticate(scope: Scope, ctx: RequestContext, gw: Gateway) -> Princi
     if query and any(word in query for word in _CREDENTIAL_WORDS):
         raise HttpError(400, "credentials-in-query", "send credentials only in the Authorization header")
     fail_key = Charge(f"authfail:{ctx.ip}", gw.config.limits.failed_auth, 1.0)
-    precheck = await gw.charge([fail_key], dry_run=True)
-    if not precheck.allowed:
-        raise HttpError(
-            429,
-            "auth-throttled",
-            "too many failed logins from this address",
-            headers={"Retry-After": precheck.retry_after_header},
-        )
     values = ctx.headers.get(b"authorization", [])
     token = ""
     if len(values) == 1:
