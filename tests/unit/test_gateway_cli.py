@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 from click.testing import CliRunner
 
@@ -86,3 +87,54 @@ def test_tls_flags_override_the_server_section_with_the_same_checks(tmp_path: Pa
         with_server(config, {"tls_cert": pem["cert"]})
     with pytest.raises(UsageError, match="tls_client_crl needs tls_client_ca"):
         with_server(config, {"tls_cert": pem["cert"], "tls_key": pem["key"], "tls_client_crl": pem["crl"]})
+
+
+def _training_csv(path: Path, rows: int = 400) -> tuple[Path, np.ndarray]:
+    x = np.random.default_rng(3).normal(size=(rows, 3)) @ np.array([[1, 0.5, 0], [0, 1, 0.2], [0, 0, 2.0]])
+    lines = ["id,a,b,c"] + [f"{i}," + ",".join(repr(float(v)) for v in r) for i, r in enumerate(x)]
+    path.write_text("\n".join(lines) + "\n")
+    return path, x
+
+
+def test_reference_from_a_csv_is_what_the_model_loader_accepts(tmp_path: Path) -> None:
+    from bastion.gateway.reference import build_reference, load_reference
+
+    data, x = _training_csv(tmp_path / "train.csv")
+    out = tmp_path / "ref.json"
+    result = CliRunner().invoke(gateway, ["reference", str(data), "--columns", "c,a,b", "-o", str(out)])
+    assert result.exit_code == 0, result.output
+    assert "400 rows × 3 features" in result.output
+    doc = json.loads(out.read_text())
+    expected = build_reference(x[:, [2, 0, 1]])  # the columns in the order asked for
+    assert doc.keys() == expected.keys() and doc["rows"] == 400
+    for key in ("mean", "std", "covariance", "threshold"):
+        assert np.allclose(doc[key], expected[key], rtol=1e-12), key
+    assert np.allclose(load_reference(out, width=3).mean, doc["mean"])  # the loader accepts it
+
+
+def test_reference_samples_past_max_rows_and_refuses_bad_data(tmp_path: Path) -> None:
+    data, _ = _training_csv(tmp_path / "train.csv", rows=300)
+    out = tmp_path / "ref.json"
+    runner = CliRunner()
+    sampled = runner.invoke(
+        gateway, ["reference", str(data), "--columns", "a,b,c", "--max-rows", "50", "-o", str(out)]
+    )
+    assert sampled.exit_code == 0 and json.loads(out.read_text())["rows"] == 50
+    bad = tmp_path / "bad.csv"
+    lines = data.read_text().splitlines()
+    lines[8] = "7,oops,1.0,2.0"
+    bad.write_text("\n".join(lines) + "\n")
+    for args, message in (
+        ([str(data), "--columns", "a,zz"], "no column 'zz'"),
+        ([str(bad), "--columns", "a,b,c"], "not a number"),
+        ([str(data), "--columns", "a,b,c", "--max-rows", "10"], "10 is not in the range"),
+    ):
+        result = runner.invoke(gateway, ["reference", *args, "-o", str(tmp_path / "x.json")])
+        assert result.exit_code != 0 and message in result.output + str(result.exception), (
+            args,
+            result.output,
+        )
+    empty = tmp_path / "few.csv"
+    empty.write_text("a,b\n1,2\n3,4\n")
+    result = runner.invoke(gateway, ["reference", str(empty), "-o", str(tmp_path / "x.json")])
+    assert result.exit_code != 0 and "more rows than features" in str(result.exception)

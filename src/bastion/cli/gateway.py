@@ -1,6 +1,7 @@
-"""``bastion gateway``: serve models through the gateway, and manage its API keys.
+"""``bastion gateway``: serve models through the gateway, write training references, manage API keys.
 
 bastion gateway serve --config bastion.yaml [--tls-cert C --tls-key K] [--tls-client-ca A --tls-client-crl L]
+bastion gateway reference TRAINING_DATA --columns a,b,c -o model.reference.json
 bastion gateway keys create --config bastion.yaml --identity alice [--expires-in 30d]
 bastion gateway keys list   --config bastion.yaml
 bastion gateway keys revoke --config bastion.yaml KEY_ID
@@ -120,6 +121,40 @@ def with_server(config: GatewayConfig, overrides: dict[str, Path | None]) -> Gat
         reasons = "; ".join(str(e["msg"]).removeprefix("Value error, ") for e in exc.errors())
         raise UsageError(f"{flags}: {reasons}") from None
     return config.model_copy(update={"server": server})
+
+
+@gateway.command()
+@click.argument("data", type=click.Path(exists=True, path_type=Path))
+@click.option(
+    "--columns",
+    help="The model's input columns, comma-separated, in the model's order (default: every column).",
+)
+@click.option(
+    "--output",
+    "-o",
+    required=True,
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Where to write the reference (name it in the model's detection.reference).",
+)
+@click.option(
+    "--max-rows",
+    default=200_000,
+    show_default=True,
+    type=click.IntRange(min=20),
+    help="Past this many rows, a uniform random sample of them (fixed seed).",
+)
+def reference(data: Path, columns: str | None, output: Path, max_rows: int) -> None:
+    """Write the training reference of the data in DATA (CSV, JSON lines, Parquet, or a folder of them)
+    for the extraction detector's out-of-distribution rate (needs the monitor extra to read data)."""
+    from bastion.gateway.reference import reference_from_data
+
+    names = [c.strip() for c in columns.split(",") if c.strip()] if columns else None
+    doc = reference_from_data(data, names, max_rows=max_rows)
+    output.write_text(json.dumps(doc) + "\n", encoding="utf-8")
+    click.echo(
+        f"{output}: {doc['format']}, {doc['rows']} rows × {doc['features']} features, "
+        f"threshold {doc['threshold']:.3f} (the {doc['quantile']:.0%} quantile of the rows' distances)"
+    )
 
 
 @gateway.group()

@@ -2,7 +2,8 @@
 out-of-distribution rate of extraction detection.
 
 ``build_reference`` writes the document from the training rows (mean, per-feature std, covariance, and the
-Mahalanobis distance that the ``quantile`` of them stay within); ``load_reference`` reads one back strictly,
+Mahalanobis distance that the ``quantile`` of them stay within), ``reference_from_data`` from a data file
+(``bastion gateway reference``); ``load_reference`` reads one back strictly,
 bounded in size, as a ``Reference`` that tells per query row whether it lies beyond that distance.
 ``critical_count`` is the one-sided binomial test that turns a stream's count of such rows into a flag.
 """
@@ -10,6 +11,7 @@ bounded in size, as a ``Reference`` that tells per query row whether it lies bey
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -141,6 +143,57 @@ def build_reference(x: np.ndarray, *, quantile: float = 0.99) -> dict[str, Any]:
         "threshold": max(threshold, np.finfo(float).tiny),
         "exceedance": exceedance,
     }
+
+
+def reference_from_data(
+    data: Path, columns: Sequence[str] | None = None, *, max_rows: int = 200_000, quantile: float = 0.99
+) -> dict[str, Any]:
+    """The reference for the training inputs in ``data`` (CSV, JSON lines or Parquet, or a folder of them,
+    read as ``bastion monitor`` reads them), over ``columns`` in that order (default: every column, in the
+    file's order: it must be the model's input order). Past ``max_rows`` rows a uniform random sample of
+    ``max_rows`` (fixed seed) is kept, so memory stays bounded. Non-numeric or empty cells are an error."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    from bastion.errors import InputError, UsageError
+    from bastion.monitor.sources import read_batches
+
+    if max_rows < 20:
+        raise UsageError("max_rows must be at least 20")
+    rng = np.random.default_rng(0)
+    kept = np.empty((0, 0))
+    keys = np.empty(0)
+    names: list[str] | None = list(columns) if columns else None
+    seen = 0
+    for batch in read_batches(data, columns=names):
+        if names is None:
+            names = list(batch.schema.names)
+        missing = [name for name in names if name not in batch.schema.names]
+        if missing:
+            raise InputError(f"{data}: no column {missing[0]!r} (columns: {', '.join(batch.schema.names)})")
+        try:
+            block = np.column_stack(
+                [pc.cast(batch.column(name), pa.float64()).to_numpy(zero_copy_only=False) for name in names]
+            )
+        except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as exc:
+            raise InputError(f"{data}: a column holds something that is not a number ({exc})") from None
+        if not np.isfinite(block).all():
+            row, col = np.argwhere(~np.isfinite(block))[0]
+            raise InputError(
+                f"{data}: data row {seen + row + 1}, column {names[col]!r}: empty, NaN or infinite"
+            )
+        seen += len(block)
+        kept = block if kept.size == 0 else np.vstack([kept, block])
+        keys = np.concatenate([keys, rng.random(len(block))])
+        if len(kept) > max_rows:  # the max_rows smallest random keys: a uniform sample without replacement
+            chosen = np.sort(np.argpartition(keys, max_rows)[:max_rows])
+            kept, keys = kept[chosen], keys[chosen]
+    if names is None or kept.size == 0:
+        raise InputError(f"{data}: no rows")
+    try:
+        return build_reference(kept, quantile=quantile)
+    except ValueError as exc:
+        raise UsageError(f"{data}: {exc} ({kept.shape[0]} rows × {kept.shape[1]} features)") from None
 
 
 def load_reference(path: Path, width: int | None = None) -> Reference:
