@@ -262,6 +262,28 @@ def test_fast_json_and_sarif_scans_import_neither_click_nor_rich(files: dict[str
     assert not {"bastion.scanners.onnx", "bastion.scanners.savedmodel"} & loaded
 
 
+@pytest.mark.parametrize("target", ["benign", "torch"])
+def test_one_file_scan_imports_only_what_it_needs(files: dict[str, Path], target: str) -> None:
+    """A CI job scanning one model file per process pays for every import: the worker pool, the
+    workspace checks and joblib's dtype arithmetic belong to other scans."""
+    code = (
+        "from bastion.cli.main import main\n"
+        "try:\n"
+        f"    main(['scan', {str(files[target])!r}, '--format', 'json', '--no-progress'])\n"
+        "except SystemExit as exc:\n"
+        "    assert exc.code == 0, exc.code"
+    )
+    loaded = _modules_after(code)
+    assert "bastion.scanners.pickle" in loaded  # the scan really ran
+    unneeded = (
+        "multiprocessing",
+        "concurrent.futures",
+        "bastion.scanners.workspace",
+        "bastion.scanners.pickle.dtypes",
+    )
+    assert not {m for m in loaded if m.startswith(unneeded)}
+
+
 def test_importing_the_entry_point_imports_no_click() -> None:
     assert "click" not in _modules_after("import bastion.cli.main")
 

@@ -24,13 +24,6 @@ _MAX_FIELD_DEPTH = 32
 _SIZED_KINDS = frozenset("biufcSVU")
 _VALID = {"b": {1}, "i": {1, 2, 4, 8}, "u": {1, 2, 4, 8}, "f": {2, 4, 8, 16}, "c": {8, 16, 32}}
 
-JOBLIB_WRAPPERS = frozenset(
-    {
-        ("joblib.numpy_pickle", "NumpyArrayWrapper"),
-        ("sklearn.externals.joblib.numpy_pickle", "NumpyArrayWrapper"),
-    }
-)
-
 
 def descr_itemsize(descr: str, flexible_size: int | None = None) -> tuple[int, bool]:
     """(itemsize, is_object) of a simple descr such as ``<f8``, ``|S5``, ``<U3``, ``O8``, ``<M8[ns]``."""
@@ -96,15 +89,6 @@ def pickled_dtype(value: object, at: int, depth: int = 0) -> tuple[int, bool]:
     except ValueError as exc:
         raise FormatError(f"{exc}: cannot compute the joblib array length", offset=at) from None
     return size, is_object or has_object
-
-
-def is_joblib_wrapper(obj: object) -> bool:
-    if not isinstance(obj, Call):
-        return False
-    func = obj.func
-    if isinstance(func, Global) and func.mapped_name == "_reconstructor" and isinstance(obj.args, tuple):
-        func = obj.args[0] if obj.args else None
-    return isinstance(func, Global) and (func.mapped_module, func.mapped_name) in JOBLIB_WRAPPERS
 
 
 @dataclass(frozen=True)

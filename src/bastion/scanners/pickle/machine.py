@@ -14,7 +14,6 @@ from typing import ClassVar
 from bastion.scanners.interface import FormatError, LimitExceeded, TruncatedError
 from bastion.scanners.pickle import opcodes as op
 from bastion.scanners.pickle import rules
-from bastion.scanners.pickle.dtypes import is_joblib_wrapper
 from bastion.scanners.pickle.state import (
     MAX_MARKS,
     NESTED_START,
@@ -23,6 +22,7 @@ from bastion.scanners.pickle.state import (
     MachineState,
     NestedHook,
     describe,
+    is_joblib_wrapper,
 )
 from bastion.scanners.pickle.values import Call, DictV, ExtRef, ListV, PersRef, SetV, Unknown, Use
 

@@ -11,7 +11,6 @@ from collections.abc import Callable
 from bastion.scanners.interface import FormatError, LimitExceeded, Limits, TruncatedError
 from bastion.scanners.pickle import opcodes as op
 from bastion.scanners.pickle import rules
-from bastion.scanners.pickle.dtypes import joblib_layout
 from bastion.scanners.pickle.judge import Judge
 from bastion.scanners.pickle.values import (
     Blob,
@@ -30,6 +29,13 @@ MAX_TEXT = 64 * 1024 * 1024  # longer text arguments are kept as Blob references
 NESTED_START = frozenset(b"\x80P\x93(c]}il)NSVILFKJ")
 
 NestedHook = Callable[[memoryview, int], None]
+
+JOBLIB_WRAPPERS = frozenset(
+    {
+        ("joblib.numpy_pickle", "NumpyArrayWrapper"),
+        ("sklearn.externals.joblib.numpy_pickle", "NumpyArrayWrapper"),
+    }
+)
 
 
 def maybe_embedded(view: memoryview) -> bool:
@@ -75,6 +81,16 @@ def resolve_persistent(value: object) -> object:
         if isinstance(pid, tuple) and len(pid) >= 2 and pid[0] == "module" and isinstance(pid[1], Global):
             return pid[1]
     return value
+
+
+def is_joblib_wrapper(obj: object) -> bool:
+    """A joblib ``NumpyArrayWrapper`` (or numpy's ``_reconstructor`` of one): array bytes follow its BUILD."""
+    if not isinstance(obj, Call):
+        return False
+    func = obj.func
+    if isinstance(func, Global) and func.mapped_name == "_reconstructor" and isinstance(obj.args, tuple):
+        func = obj.args[0] if obj.args else None
+    return isinstance(func, Global) and (func.mapped_module, func.mapped_name) in JOBLIB_WRAPPERS
 
 
 def describe(value: object, depth: int = 0) -> str:
@@ -236,6 +252,8 @@ class MachineState:
 
     # -- joblib ------------------------------------------------------------------------------------
     def skip_joblib_array(self, wrapper: Call, at: int) -> None:
+        from bastion.scanners.pickle.dtypes import joblib_layout  # off the start-up of other scans
+
         r = self.r
         if self.frame_end > r.pos:
             raise FormatError("joblib array data starts inside a pickle frame: cannot decide", offset=at)
