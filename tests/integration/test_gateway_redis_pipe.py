@@ -7,12 +7,14 @@ from __future__ import annotations
 import asyncio
 import uuid
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 import pytest
 
 from bastion.gateway.errors import LimiterUnavailable
+from bastion.gateway.model_state import NORMAL
 from bastion.gateway.redis_pipe import RedisPipe
-from tests.gateway_helpers import free_port
+from tests.gateway_helpers import base_config, free_port, make_data, make_setup
 
 pytestmark = [pytest.mark.anyio, pytest.mark.usefixtures("redis_server")]
 URL = "redis://127.0.0.1:6379/0"
@@ -91,7 +93,8 @@ async def test_a_check_takes_nothing_and_a_refusal_names_its_bucket(backend: str
     from bastion.gateway.limits import Charge, MemoryLimiter, RedisLimiter
 
     prefix = f"bastion-test:{uuid.uuid4().hex}:"
-    limiter = MemoryLimiter() if backend == "memory" else RedisLimiter(URL, prefix=prefix, timeout_s=1.0)
+    redis = RedisPipe(URL, timeout_s=1.0, store="test store")
+    limiter = MemoryLimiter() if backend == "memory" else RedisLimiter(redis, prefix=prefix)
     wide, one = Bucket(capacity=100, per_second=0.001), Bucket(capacity=1, per_second=0.001)
     try:
         look = Charge("one", one, 0.0, need=1.0)
@@ -106,8 +109,36 @@ async def test_a_check_takes_nothing_and_a_refusal_names_its_bucket(backend: str
         assert (await limiter.charge([Charge("wide", wide, 97.0)])).allowed  # 3 taken, none by refusals
         assert not (await limiter.charge([Charge("wide", wide, 1.0)])).allowed
     finally:
-        if isinstance(limiter, RedisLimiter):
-            keys = await limiter.redis.client.keys(prefix + "*")
-            if keys:
-                await limiter.redis.client.delete(*keys)
-        await limiter.close()
+        keys = await redis.client.keys(prefix + "*")
+        if keys:
+            await redis.client.delete(*keys)
+        await redis.close()
+
+
+async def test_the_models_state_and_the_callers_level_are_one_read(tmp_path: Path) -> None:
+    """With limits and shared levels in Redis, a prediction reads both in one MGET on one connection."""
+    from bastion.gateway.detection import Level
+    from bastion.gateway.model_state import ModelState, StateRecord
+    from bastion.gateway.runtime import Gateway
+
+    prefix = f"bastion-test:{uuid.uuid4().hex}:"
+    doc = base_config(tmp_path, make_data()[0])
+    doc["models"][0]["detection"]["shared"] = True
+    limits = {"backend": "redis", "redis_url": URL, "redis_prefix": prefix}
+    setup = make_setup(tmp_path, limits=limits, models=doc["models"])
+    gw = Gateway(setup.config)
+    assert gw.redis is not None
+    try:
+        assert await gw.standing("clf", "alice") == (NORMAL, Level.NORMAL)
+        await gw.set_model_state("clf", StateRecord(ModelState.THROTTLE, "drift", 5.0, "carol", "now"))
+        await gw.redis.command("SET", f"{prefix}det:clf:alice", "3")
+        before = gw.redis.round_trips
+        state, level = await gw.standing("clf", "alice")
+        assert gw.redis.round_trips == before + 1
+        assert state.state is ModelState.THROTTLE and state.factor == 5.0 and level is Level.THROTTLE
+        assert (await gw.standing("clf", "bob"))[1] is Level.NORMAL
+    finally:
+        keys = await gw.redis.client.keys(prefix + "*")
+        if keys:
+            await gw.redis.client.delete(*keys)
+        await gw.close()

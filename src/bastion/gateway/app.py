@@ -28,7 +28,7 @@ from urllib.parse import parse_qsl
 from bastion.gateway.access import Action, Principal, Role
 from bastion.gateway.audit import utc_now
 from bastion.gateway.config import GatewayConfig, ModelSpec, Output, OutputMode
-from bastion.gateway.detection import ExtractionDetector, Level, SharedLevels, share_levels
+from bastion.gateway.detection import Level
 from bastion.gateway.errors import HttpError, LimiterUnavailable
 from bastion.gateway.hardening import harden
 from bastion.gateway.limits import Charge, Quota
@@ -170,27 +170,17 @@ def _output_for(model: ServedModel, roles: frozenset[Role]) -> Output:
     return max(overrides, key=lambda o: _RESTRICTIVENESS[o.mode])
 
 
-async def _current(detector: ExtractionDetector, caller: str, model: str) -> Level:
-    """The identity's level, shared across replicas when configured; a store that cannot answer refuses."""
-    if detector.shared is None:
-        return detector.level(caller, model)
-    try:
-        return await detector.current(caller, model)
-    except LimiterUnavailable as exc:
-        raise limiter_down(exc) from None
-
-
 async def _serve(call: Call, rows: Any) -> tuple[ServedModel, list[Any], Level]:
     """Authorise, validate, charge, predict, watch, harden: the one path every prediction takes."""
     gw, ctx, principal = call.gw, call.ctx, call.principal
     model = _model(call, Action.PREDICT)
     name = model.spec.name
-    state = await gw.model_state(name)  # set by an operator or the monitor's gateway action
+    # the model's state (set by an operator or the monitor's gateway action) and the caller's level
+    state, level = await gw.standing(name, principal.caller)
     if state.state is ModelState.BLOCK:
         raise HttpError(503, "model-suspended", f"this model is suspended: {state.reason}")
     throttled = state.state is ModelState.THROTTLE
     detector = gw.detectors[name]
-    level = await _current(detector, principal.caller, name)
     if level is Level.BLOCK:
         raise HttpError(403, "blocked", "this identity is blocked from this model (suspected extraction)")
     x = model.validate(rows, gw.config.server.max_rows)
@@ -456,8 +446,6 @@ class GatewayApp:
 
     def __init__(self, gateway: Gateway) -> None:
         self.gw = gateway
-        # detection levels shared through Redis where a model asks for it (closed with the app)
-        self.shared_levels: SharedLevels | None = share_levels(gateway.detectors, gateway.config.limits)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http":
@@ -478,10 +466,8 @@ class GatewayApp:
                 return
 
     async def close(self) -> None:
-        """The runtime (flushes the audit log), then the shared detection store."""
+        """The runtime: flushes the audit log, closes the stores."""
         await self.gw.close()
-        if self.shared_levels is not None:
-            await self.shared_levels.close()
 
     async def _http(self, scope: Scope, receive: Receive, send: Send) -> None:
         gw = self.gw

@@ -32,7 +32,7 @@ import statistics
 from collections import deque
 from dataclasses import dataclass, field
 from functools import lru_cache
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -45,6 +45,9 @@ from bastion.gateway.reference import Reference as Reference
 from bastion.gateway.reference import build_reference as build_reference
 from bastion.gateway.reference import critical_count as critical_count
 from bastion.gateway.reference import load_reference as load_reference
+
+if TYPE_CHECKING:
+    from bastion.gateway.redis_pipe import RedisPipe
 
 
 class Level(enum.IntEnum):
@@ -343,37 +346,34 @@ return v
 
 class SharedLevels:
     """Each identity's level per model in Redis (``<prefix>det:<model>:<caller>``, no expiry: delete the key
-    to lift a block), shared by every replica. Redis errors raise ``LimiterUnavailable``: fail closed."""
+    to lift a block), shared by every replica. Redis errors raise ``LimiterUnavailable``: fail closed. The
+    connection (``redis``) is the gateway's, shared with its other Redis stores."""
 
-    def __init__(self, url: str, *, prefix: str, timeout_s: float) -> None:
-        from bastion.gateway.redis_pipe import RedisPipe
-
+    def __init__(self, redis: RedisPipe, *, prefix: str) -> None:
         self.prefix = prefix + "det:"
-        self.redis = RedisPipe(url, timeout_s=timeout_s, store="detection store")
+        self.redis = redis
 
     def key(self, caller: str, model: str) -> str:
         return f"{self.prefix}{model}:{caller}"  # model names have no ':' so the key is unambiguous
 
     async def get(self, caller: str, model: str) -> Level:
-        return _level(await self.redis.command("GET", self.key(caller, model)))
+        return self.parse(await self.redis.command("GET", self.key(caller, model)))
 
     async def step(self, caller: str, model: str) -> Level:
-        return _level(await self.redis.script(_STEP, [self.key(caller, model)], []))
+        return self.parse(await self.redis.script(_STEP, [self.key(caller, model)], []))
 
-    async def close(self) -> None:
-        await self.redis.close()
-
-
-def _level(value: Any) -> Level:
-    return Level(min(max(int(value or 0), 0), Level.BLOCK))
+    @staticmethod
+    def parse(value: Any) -> Level:
+        """The level stored at a level key (``None``: never raised, normal)."""
+        return Level(min(max(int(value or 0), 0), Level.BLOCK))
 
 
-def share_levels(detectors: dict[str, ExtractionDetector], limits: Limits) -> SharedLevels | None:
-    """Attach one Redis store to every detector configured ``shared`` (limits' Redis URL and prefix)."""
+def share_levels(detectors: dict[str, ExtractionDetector], limits: Limits, redis: RedisPipe | None) -> None:
+    """Attach one Redis store (the limits' prefix, on ``redis``) to every detector configured ``shared``."""
     wanted = [d for d in detectors.values() if d.config.enabled and d.config.shared]
     if not wanted:
-        return None
-    store = SharedLevels(limits.redis_url, prefix=limits.redis_prefix, timeout_s=limits.redis_timeout_s)
+        return
+    assert redis is not None  # open_redis opens it when a detector is shared
+    store = SharedLevels(redis, prefix=limits.redis_prefix)
     for detector in wanted:
         detector.shared = store
-    return store

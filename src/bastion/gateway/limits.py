@@ -13,10 +13,13 @@ import threading
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from bastion.gateway.config import Bucket, LimitBackend, Limits
 from bastion.gateway.errors import LimiterUnavailable
+
+if TYPE_CHECKING:
+    from bastion.gateway.redis_pipe import RedisPipe
 
 DAY_S = 86_400
 
@@ -181,13 +184,12 @@ return {1, '0', '', -1}
 
 
 class RedisLimiter:
-    """Buckets shared by every replica through one Redis server; fails closed."""
+    """Buckets shared by every replica through one Redis server (``redis``, shared with the gateway's other
+    Redis stores and closed by its owner); fails closed."""
 
-    def __init__(self, url: str, *, prefix: str, timeout_s: float) -> None:
-        from bastion.gateway.redis_pipe import RedisPipe
-
+    def __init__(self, redis: RedisPipe, *, prefix: str) -> None:
         self.prefix = prefix
-        self.redis = RedisPipe(url, timeout_s=timeout_s, store="rate-limit store")
+        self.redis = redis
 
     async def charge(
         self, charges: Sequence[Charge], quota: Quota | None = None, *, dry_run: bool = False
@@ -212,12 +214,13 @@ class RedisLimiter:
             return False
 
     async def close(self) -> None:
-        await self.redis.close()
+        return None  # the connection is the gateway's (Gateway.close)
 
 
-def make_limiter(limits: Limits) -> Limiter:
+def make_limiter(limits: Limits, redis: RedisPipe | None) -> Limiter:
     if limits.backend is LimitBackend.REDIS:
-        return RedisLimiter(limits.redis_url, prefix=limits.redis_prefix, timeout_s=limits.redis_timeout_s)
+        assert redis is not None  # open_redis opens it for this backend
+        return RedisLimiter(redis, prefix=limits.redis_prefix)
     return MemoryLimiter()
 
 

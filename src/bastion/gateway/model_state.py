@@ -14,10 +14,13 @@ import enum
 import json
 import threading
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from bastion.gateway.config import LimitBackend, Limits
 from bastion.gateway.errors import LimiterUnavailable
+
+if TYPE_CHECKING:
+    from bastion.gateway.redis_pipe import RedisPipe
 
 DEFAULT_FACTOR = 10.0
 MAX_FACTOR = 1000.0
@@ -98,23 +101,26 @@ class MemoryStates:
 
 
 class RedisStates:
-    """States shared by every replica through Redis (no expiry); errors raise ``LimiterUnavailable``."""
+    """States shared by every replica through Redis (no expiry); errors raise ``LimiterUnavailable``. The
+    connection (``redis``) is the gateway's, shared with its other Redis stores."""
 
-    def __init__(self, url: str, *, prefix: str, timeout_s: float) -> None:
-        from bastion.gateway.redis_pipe import RedisPipe
-
+    def __init__(self, redis: RedisPipe, *, prefix: str) -> None:
         self.prefix = prefix + "state:"
-        self.redis = RedisPipe(url, timeout_s=timeout_s, store="model-state store")
+        self.redis = redis
+
+    def key(self, model: str) -> str:
+        return self.prefix + model
 
     async def get(self, model: str) -> StateRecord:
-        return self._parse(await self.redis.command("GET", self.prefix + model))
+        return self.parse(await self.redis.command("GET", self.key(model)))
 
     async def swap(self, model: str, record: StateRecord) -> StateRecord:
         text = json.dumps(record.to_json(), sort_keys=True)
-        return self._parse(await self.redis.command("SET", self.prefix + model, text, "GET", get=True))
+        return self.parse(await self.redis.command("SET", self.key(model), text, "GET", get=True))
 
     @staticmethod
-    def _parse(value: Any) -> StateRecord:
+    def parse(value: Any) -> StateRecord:
+        """The record stored at a state key (``None``: never set, normal)."""
         if value is None:
             return NORMAL
         try:
@@ -124,12 +130,13 @@ class RedisStates:
         return StateRecord.from_json(data)
 
     async def close(self) -> None:
-        await self.redis.close()
+        return None  # the connection is the gateway's (Gateway.close)
 
 
-def make_states(limits: Limits) -> StateStore:
+def make_states(limits: Limits, redis: RedisPipe | None) -> StateStore:
     if limits.backend is LimitBackend.REDIS:
-        return RedisStates(limits.redis_url, prefix=limits.redis_prefix, timeout_s=limits.redis_timeout_s)
+        assert redis is not None  # open_redis opens it for this backend
+        return RedisStates(redis, prefix=limits.redis_prefix)
     return MemoryStates()
 
 

@@ -18,17 +18,18 @@ import numpy as np
 
 from bastion.gateway.access import Grant, Principal
 from bastion.gateway.audit import AuditLog, AuditSink, utc_now
-from bastion.gateway.config import Audit, GatewayConfig, Subject
+from bastion.gateway.config import Audit, GatewayConfig, LimitBackend, Subject
 from bastion.gateway.credentials import ApiKeyStore, JwtVerifier, looks_like_jwt
-from bastion.gateway.detection import Event, ExtractionDetector
+from bastion.gateway.detection import Event, ExtractionDetector, Level, share_levels
 from bastion.gateway.errors import LimiterUnavailable, ModelRefused
 from bastion.gateway.limits import Charge, ConcurrencyGate, Decision, Limiter, Quota, make_limiter
 from bastion.gateway.middleware import RequestContext, limiter_down
-from bastion.gateway.model_state import StateRecord, make_states
+from bastion.gateway.model_state import RedisStates, StateRecord, make_states
 from bastion.gateway.models import ServedModel, load_model
 
 if TYPE_CHECKING:
     from bastion.gateway.capture import CaptureWriter
+    from bastion.gateway.redis_pipe import RedisPipe
 
 log = logging.getLogger("bastion.gateway")
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
@@ -38,6 +39,19 @@ def _grants(subject: Subject | None) -> tuple[Grant, ...]:
     if subject is None:
         return ()
     return tuple(Grant(b.role, b.environment, frozenset(b.models)) for b in subject.bindings)
+
+
+def open_redis(config: GatewayConfig) -> RedisPipe | None:
+    """The connection to the limits' Redis, when the limits live there or a model shares detection levels."""
+    limits = config.limits
+    shared = any(m.detection.enabled and m.detection.shared for m in config.models)
+    if limits.backend is not LimitBackend.REDIS and not shared:
+        return None
+    from bastion.gateway.redis_pipe import RedisPipe
+
+    return RedisPipe(
+        limits.redis_url, timeout_s=limits.redis_timeout_s, store="Redis (limits, states, levels)"
+    )
 
 
 def open_audit(config: Audit) -> AuditSink:
@@ -64,8 +78,11 @@ class Gateway:
         )
         self.allow: tuple[Network, ...] = tuple(ipaddress.ip_network(c, strict=False) for c in server.allow)
         self.deny: tuple[Network, ...] = tuple(ipaddress.ip_network(c, strict=False) for c in server.deny)
-        self.limiter = limiter or make_limiter(config.limits)
-        self.states = make_states(config.limits)  # normal / throttle / block per model (model_state)
+        self.redis = open_redis(config)  # one connection for every store that lives in Redis
+        self.limiter = limiter or make_limiter(config.limits, self.redis)
+        self.states = make_states(
+            config.limits, self.redis
+        )  # normal / throttle / block per model (model_state)
         self.concurrency = ConcurrencyGate(config.limits.concurrent)
         self.keys = ApiKeyStore(config.auth.api_keys_file) if config.auth.api_keys_file else None
         self.jwt = JwtVerifier(config.auth.jwt, config.auth.groups_claim) if config.auth.jwt else None
@@ -118,6 +135,8 @@ class Gateway:
                     "requestTime": utc_now(),
                 }
             )
+
+        share_levels(self.detectors, config.limits, self.redis)  # detection levels in Redis where asked
 
     # -- network ------------------------------------------------------------------------------------------
     def ip_blocked(self, ip: str) -> bool:
@@ -185,6 +204,25 @@ class Gateway:
         """The model's runtime state; a store that cannot answer refuses the request (503)."""
         try:
             return await self.states.get(model)
+        except LimiterUnavailable as exc:
+            raise limiter_down(exc) from None
+
+    async def standing(self, model: str, caller: str) -> tuple[StateRecord, Level]:
+        """The model's state and the caller's detection level on it, in one Redis read (``MGET``) when both
+        live there; a store that cannot answer refuses the request (503)."""
+        detector = self.detectors[model]
+        shared = detector.shared
+        local = detector.level(caller, model)
+        try:
+            if isinstance(self.states, RedisStates) and shared is not None and self.redis is not None:
+                raw_state, raw_level = await self.redis.command(
+                    "MGET", self.states.key(model), shared.key(caller, model)
+                )
+                return RedisStates.parse(raw_state), max(local, shared.parse(raw_level))
+            state = await self.states.get(model)
+            if shared is None or local is Level.BLOCK:
+                return state, local
+            return state, max(local, await shared.get(caller, model))
         except LimiterUnavailable as exc:
             raise limiter_down(exc) from None
 
@@ -262,4 +300,6 @@ class Gateway:
             writer.close()  # graceful shutdown writes the buffered captured rows
         await self.limiter.close()
         await self.states.close()
+        if self.redis is not None:
+            await self.redis.close()
         self.audit.close()
