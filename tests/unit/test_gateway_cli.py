@@ -138,3 +138,16 @@ def test_reference_samples_past_max_rows_and_refuses_bad_data(tmp_path: Path) ->
     empty.write_text("a,b\n1,2\n3,4\n")
     result = runner.invoke(gateway, ["reference", str(empty), "-o", str(tmp_path / "x.json")])
     assert result.exit_code != 0 and "more rows than features" in str(result.exception)
+
+
+def test_reference_without_pyarrow_names_the_extra(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import sys
+
+    from bastion.errors import UsageError
+    from bastion.gateway.reference import reference_from_data
+
+    data, _ = _training_csv(tmp_path / "train.csv")
+    monkeypatch.setitem(sys.modules, "pyarrow", None)  # import pyarrow now fails, as without the extra
+    monkeypatch.setitem(sys.modules, "pyarrow.compute", None)
+    with pytest.raises(UsageError, match="'monitor' extra"):
+        reference_from_data(data)

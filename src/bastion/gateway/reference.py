@@ -152,10 +152,16 @@ def reference_from_data(
     read as ``bastion monitor`` reads them), over ``columns`` in that order (default: every column, in the
     file's order: it must be the model's input order). Past ``max_rows`` rows a uniform random sample of
     ``max_rows`` (fixed seed) is kept, so memory stays bounded. Non-numeric or empty cells are an error."""
-    import pyarrow as pa
-    import pyarrow.compute as pc
-
     from bastion.errors import InputError, UsageError
+
+    try:
+        import pyarrow as pa
+        import pyarrow.compute as pc
+    except ImportError:
+        raise UsageError(
+            "reading training data needs the 'monitor' extra (pyarrow)",
+            hint="pip install 'bastion-mlsecops[monitor]', or write the reference with build_reference",
+        ) from None
     from bastion.monitor.sources import read_batches
 
     if max_rows < 20:
