@@ -205,3 +205,44 @@ def test_cli_sets_and_lists_a_gateway_action(tmp_path: Path, monkeypatch: pytest
         monitor, ["alarm-set", "x", "--gateway", json.dumps({**spec, "url": "http://g.example"})]
     )
     assert insecure.exit_code != 0 and "https" in insecure.output
+
+
+def test_cli_reads_and_sets_a_models_state(
+    gateway: tuple[Setup, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``bastion gateway state``: the same endpoint and client as the alarm action, by hand."""
+    from bastion.cli.gateway import gateway as gateway_cli
+
+    setup, url = gateway
+    runner = CliRunner()
+    monkeypatch.setenv("BASTION_GATEWAY_TOKEN", setup.keys["olga"])
+    done = runner.invoke(gateway_cli, ["state", "clf", "block", "--reason", "incident 42", "--url", url])
+    assert done.exit_code == 0, done.output
+    answer = json.loads(done.output)
+    assert (answer["model"], answer["state"], answer["previous"]) == ("clf", "block", "normal")
+    assert _predict(url, setup).status_code == 503
+    read = runner.invoke(gateway_cli, ["state", "clf", "--url", url])
+    assert read.exit_code == 0 and json.loads(read.output)["reason"] == "incident 42"
+    throttle = ["state", "clf", "throttle", "--reason", "r", "--factor", "50", "--url", url]
+    assert json.loads(runner.invoke(gateway_cli, throttle).output)["factor"] == 50.0
+    assert (
+        runner.invoke(gateway_cli, ["state", "clf", "normal", "--reason", "over", "--url", url]).exit_code
+        == 0
+    )
+    assert _predict(url, setup).status_code == 200
+    assert setup.keys["olga"] not in done.output + read.output
+
+    for args, message in (
+        (["state", "clf", "block", "--url", url], "--reason is required"),
+        (["state", "clf", "block", "--reason", "r", "--factor", "5", "--url", url], "--factor is for"),
+        (["state", "clf", "--reason", "r", "--url", url], "go with a STATE"),
+        (["state", "clf", "--url", "http://example.com"], "must use https"),
+    ):
+        result = runner.invoke(gateway_cli, args)
+        assert result.exit_code != 0 and message in str(result.exception), (args, result.exception)
+    monkeypatch.setenv("BASTION_GATEWAY_TOKEN", setup.keys["alice"])  # a consumer: may not manage
+    refused = runner.invoke(gateway_cli, ["state", "clf", "block", "--reason", "r", "--url", url])
+    assert refused.exit_code != 0 and "HTTP 403 forbidden" in str(refused.exception)
+    monkeypatch.delenv("BASTION_GATEWAY_TOKEN")
+    unset = runner.invoke(gateway_cli, ["state", "clf", "--url", url])
+    assert "$BASTION_GATEWAY_TOKEN is not set" in str(unset.exception)

@@ -1,7 +1,8 @@
-"""``bastion gateway``: serve models through the gateway, write training references, manage API keys.
+"""``bastion gateway``: serve models, write training references, read and set model states, manage API keys.
 
 bastion gateway serve --config bastion.yaml [--tls-cert C --tls-key K] [--tls-client-ca A --tls-client-crl L]
 bastion gateway reference TRAINING_DATA --columns a,b,c -o model.reference.json
+bastion gateway state MODEL [normal|throttle|block --reason WHY [--factor F]] --url URL
 bastion gateway keys create --config bastion.yaml --identity alice [--expires-in 30d]
 bastion gateway keys list   --config bastion.yaml
 bastion gateway keys revoke --config bastion.yaml KEY_ID
@@ -17,7 +18,7 @@ from typing import TYPE_CHECKING
 
 import click
 
-from bastion.errors import ConfigError, UsageError
+from bastion.errors import BastionError, ConfigError, UsageError
 
 if TYPE_CHECKING:
     from bastion.gateway.config import GatewayConfig
@@ -155,6 +156,56 @@ def reference(data: Path, columns: str | None, output: Path, max_rows: int) -> N
         f"{output}: {doc['format']}, {doc['rows']} rows × {doc['features']} features, "
         f"threshold {doc['threshold']:.3f} (the {doc['quantile']:.0%} quantile of the rows' distances)"
     )
+
+
+@gateway.command("state")
+@click.argument("model")
+@click.argument("state", required=False, type=click.Choice(["normal", "throttle", "block"]))
+@click.option("--url", required=True, help="The gateway's base URL (https://; http:// only on loopback).")
+@click.option("--reason", help="Why (required to set a state; it goes into the audit trail).")
+@click.option("--factor", type=click.FloatRange(1, 1000), help="throttle: the tokens each row costs (10).")
+@click.option(
+    "--token-env",
+    default="BASTION_GATEWAY_TOKEN",
+    show_default=True,
+    help="The environment variable with the bearer token (manage to set, read-metadata to read).",
+)
+@click.option("--ca-file", type=click.Path(exists=True, dir_okay=False), help="Trust only this CA (https).")
+@click.option("--timeout", default=5.0, show_default=True, type=click.FloatRange(0, 60, min_open=True))
+def state_command(
+    model: str,
+    state: str | None,
+    url: str,
+    reason: str | None,
+    factor: float | None,
+    token_env: str,
+    ca_file: str | None,
+    timeout: float,
+) -> None:
+    """Read MODEL's runtime state at a running gateway, or set it to STATE: block suspends predictions (503),
+    throttle makes each row cost --factor tokens and answers labels only, normal lifts both.
+
+    The token is read from the environment, never from the command line.
+    """
+    from bastion.monitor.actions import GatewayAction, request_state
+
+    action = GatewayAction(url=url, model=model, token_env=token_env, timeout_s=timeout, ca_file=ca_file)
+    body: dict[str, object] | None = None
+    if state is None:
+        if reason is not None or factor is not None:
+            raise UsageError("--reason and --factor go with a STATE to set")
+    else:
+        if not reason:
+            raise UsageError("--reason is required to set a model's state")
+        if factor is not None and state != "throttle":
+            raise UsageError("--factor is for the throttle state")
+        body = {"state": state, "reason": reason}
+        if factor is not None:
+            body["factor"] = factor
+    result, answer = request_state(action, body)
+    if not result.ok:
+        raise BastionError(f"{result.target}: {result.detail}")
+    click.echo(json.dumps(answer, indent=2, sort_keys=True) if answer is not None else result.detail)
 
 
 @gateway.group()

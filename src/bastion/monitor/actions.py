@@ -243,16 +243,23 @@ def set_gateway_state(action: GatewayAction, payload: dict[str, Any]) -> ActionR
     wanted = {"ALARM": action.on_alarm, "OK": action.on_ok}.get(new_state)
     if wanted is None:
         return ActionResult("gateway", action.endpoint, True, f"no change on {new_state}")
-    token = os.environ.get(action.token_env, "")
-    if not token:
-        return ActionResult("gateway", action.endpoint, False, f"${action.token_env} is not set")
     body: dict[str, Any] = {"state": wanted.value, "reason": gateway_reason(payload)}
     if wanted is GatewayState.THROTTLE and action.factor is not None:
         body["factor"] = action.factor
+    result, _ = request_state(action, body)
+    return result
+
+
+def request_state(action: GatewayAction, body: dict[str, Any] | None) -> tuple[ActionResult, Any]:
+    """PUT ``body`` to the model's state endpoint (GET it when ``body`` is None), as the identity whose token
+    is in ``$token_env``; the outcome and the gateway's JSON answer (None when there is none)."""
+    token = os.environ.get(action.token_env, "")
+    if not token:
+        return ActionResult("gateway", action.endpoint, False, f"${action.token_env} is not set"), None
     request = urllib.request.Request(  # noqa: S310 - scheme checked in GatewayAction
         action.endpoint,
-        data=json.dumps(body).encode(),
-        method="PUT",
+        data=None if body is None else json.dumps(body).encode(),
+        method="GET" if body is None else "PUT",
         headers={
             "Content-Type": "application/json",
             "Authorization": f"Bearer {token}",
@@ -264,18 +271,27 @@ def set_gateway_state(action: GatewayAction, payload: dict[str, Any]) -> ActionR
         try:
             context = ssl.create_default_context(cafile=action.ca_file)
         except (OSError, ssl.SSLError) as exc:
-            return ActionResult("gateway", action.endpoint, False, f"cannot read ca_file: {exc}")
+            return ActionResult("gateway", action.endpoint, False, f"cannot read ca_file: {exc}"), None
         handlers.append(urllib.request.HTTPSHandler(context=context))
     opener = urllib.request.build_opener(*handlers)  # redirects of a PUT are refused by urllib, not followed
     try:
         with opener.open(request, timeout=action.timeout_s) as response:
             status = int(response.status)
+            answer = _json_answer(response.read(65_536))
     except urllib.error.HTTPError as exc:
-        return ActionResult("gateway", action.endpoint, False, f"HTTP {exc.code}{_error_code(exc)}")
+        return ActionResult("gateway", action.endpoint, False, f"HTTP {exc.code}{_error_code(exc)}"), None
     except (urllib.error.URLError, OSError) as exc:
         reason = getattr(exc, "reason", exc)
-        return ActionResult("gateway", action.endpoint, False, f"unreachable: {reason}")
-    return ActionResult("gateway", action.endpoint, 200 <= status < 300, f"HTTP {status}: {wanted.value}")
+        return ActionResult("gateway", action.endpoint, False, f"unreachable: {reason}"), None
+    what = "read" if body is None else body["state"]
+    return ActionResult("gateway", action.endpoint, 200 <= status < 300, f"HTTP {status}: {what}"), answer
+
+
+def _json_answer(raw: bytes) -> Any:
+    try:
+        return json.loads(raw)
+    except ValueError:
+        return None
 
 
 def _error_code(exc: urllib.error.HTTPError) -> str:
