@@ -315,13 +315,6 @@ class ExtractionDetector:
         return Event(caller, model, stream.level, tuple(signals), w, stream.total)
 
     # -- levels shared across replicas ---------------------------------------------------------------------
-    async def current(self, caller: str, model: str) -> Level:
-        """The level to answer under: this process's, or the shared one when higher (one Redis read)."""
-        local = self.level(caller, model)
-        if self.shared is None or local is Level.BLOCK:
-            return local
-        return max(local, await self.shared.get(caller, model))
-
     async def escalate(self, events: list[Event]) -> list[Event]:
         """With shared levels, each local step is one step of the shared level (an escalation on any replica
         holds on all); the events and this process's levels take the shared result."""
