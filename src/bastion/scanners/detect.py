@@ -158,49 +158,26 @@ def _may_be_protobuf(head: bytes) -> bool:
     """ONNX and SavedModel files open with a field tag: field number 1 or more, wire type varint or
     length-delimited (what their top-level messages use).
 
-    The top-level fields within ``head`` are then walked as ``protobuf.iter_fields`` reads them: a
-    field number 0 or a wire type that reader rejects (groups, 6, 7) makes both content sniffers
-    reject the file, so their parsers need not even be imported (a checkpoint's text members, such
-    as a torch zip's ``.data/serialization_id`` of digits, would otherwise import them every time).
+    The first top-level fields within ``head`` are then read with the wire-format reader both content
+    sniffers use: where it fails (field number 0, groups, a bad wire type), both reject the file, so
+    their parsers need not even be imported (a checkpoint's text members, such as a torch zip's
+    ``.data/serialization_id`` of digits, would otherwise import them every time). A field that runs
+    past the window is undecided here: only the full parse can tell.
     """
     if not (len(head) > 1 and head[0] >= 0x08 and head[0] & 0x07 in (0, 2)):
         return False
-    pos, end = 0, len(head)
-    for _ in range(64):  # a bounded look: most non-protobuf content fails within a few fields
-        if pos >= end:
-            break
-        tag, pos = _varint(head, pos)
-        if tag < 0:
-            return True  # runs past the window: only the real parser can tell
-        if tag >> 3 == 0 or tag & 0x07 not in (0, 1, 2, 5):
-            return False
-        wire_type = tag & 0x07
-        if wire_type == 0:
-            value, pos = _varint(head, pos)
-            if value < 0:
-                return True
-        elif wire_type == 1:
-            pos += 8
-        elif wire_type == 5:
-            pos += 4
-        else:
-            length, pos = _varint(head, pos)
-            if length < 0:
-                return True
-            pos += length
+    from bastion.scanners.interface import FormatError, TruncatedError
+    from bastion.scanners.protobuf import iter_fields
+
+    try:
+        for count, _ in enumerate(iter_fields(memoryview(head)), start=1):
+            if count >= 64:  # a bounded look: most non-protobuf content fails within a few fields
+                break
+    except TruncatedError:
+        return True
+    except FormatError:
+        return False
     return True
-
-
-def _varint(buf: bytes, pos: int) -> tuple[int, int]:
-    """The varint at ``pos`` and the position after it; (-1, pos) when it does not end within 10
-    bytes of ``buf`` (undecided here)."""
-    value = shift = 0
-    for i in range(pos, min(pos + 10, len(buf))):
-        value |= (buf[i] & 0x7F) << shift
-        if buf[i] < 0x80:
-            return value, i + 1
-        shift += 7
-    return -1, pos
 
 
 def sniff(data: memoryview) -> list[Format]:
