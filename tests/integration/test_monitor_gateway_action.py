@@ -15,7 +15,8 @@ from click.testing import CliRunner
 
 from bastion.errors import UsageError
 from bastion.gateway.app import build_app
-from bastion.monitor.actions import GatewayAction, GatewayState, gateway_reason, set_gateway_state
+from bastion.gateway.model_state import ModelState
+from bastion.monitor.actions import GatewayAction, gateway_reason, set_gateway_state
 from bastion.monitor.alarms import AlarmConfig, AlarmState
 from bastion.monitor.store import MonitorStore
 from tests.gateway_helpers import Setup, bearer, free_port, serve_on_loopback
@@ -82,7 +83,7 @@ def test_throttle_on_alarm_with_a_factor(
 ) -> None:
     setup, url = gateway
     monkeypatch.setenv(TOKEN_ENV, setup.keys["olga"])
-    action = GatewayAction(url, "clf", TOKEN_ENV, on_alarm=GatewayState.THROTTLE, factor=20)
+    action = GatewayAction(url, "clf", TOKEN_ENV, on_alarm=ModelState.THROTTLE, factor=20)
     store = MonitorStore(tmp_path / "monitor.db")
     store.put_alarm(AlarmConfig("a", gateways=(action,)))
     # INSUFFICIENT_DATA -> ALARM: throttled; the gateway answers labels only
@@ -165,7 +166,7 @@ def test_gateway_action_validation() -> None:
         }
     }
     action = GatewayAction.from_json(wrapped)
-    assert action.on_alarm is GatewayState.THROTTLE and GatewayAction.from_json(action.to_json()) == action
+    assert action.on_alarm is ModelState.THROTTLE and GatewayAction.from_json(action.to_json()) == action
 
 
 def test_reason_names_the_alarm_and_fits_the_gateway() -> None:

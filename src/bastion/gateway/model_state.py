@@ -16,10 +16,10 @@ import threading
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
-from bastion.gateway.config import LimitBackend, Limits
 from bastion.gateway.errors import LimiterUnavailable
 
 if TYPE_CHECKING:
+    from bastion.gateway.config import Limits
     from bastion.gateway.redis_pipe import RedisPipe
 
 DEFAULT_FACTOR = 10.0
@@ -134,6 +134,8 @@ class RedisStates:
 
 
 def make_states(limits: Limits, redis: RedisPipe | None) -> StateStore:
+    from bastion.gateway.config import LimitBackend  # here: the monitor imports this module's vocabulary
+
     if limits.backend is LimitBackend.REDIS:
         assert redis is not None  # open_redis opens it for this backend
         return RedisStates(redis, prefix=limits.redis_prefix)

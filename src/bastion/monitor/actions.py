@@ -12,7 +12,6 @@ never stored or recorded; plain ``http`` is accepted only for a loopback host.
 
 from __future__ import annotations
 
-import enum
 import json
 import os
 import re
@@ -27,6 +26,7 @@ from typing import Any
 
 from bastion.core.net import is_loopback_host
 from bastion.errors import UsageError
+from bastion.gateway.model_state import MAX_FACTOR, MAX_REASON, ModelState
 
 TIMEOUT_S = 10.0
 
@@ -112,15 +112,6 @@ _ENV = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,127}$")
 _GATEWAY_KEYS = frozenset(
     {"url", "model", "token_env", "on_alarm", "on_ok", "timeout_s", "ca_file", "factor"}
 )
-MAX_REASON = 200  # the gateway refuses longer reasons
-
-
-class GatewayState(enum.Enum):
-    """A model's runtime state at the gateway."""
-
-    NORMAL = "normal"
-    THROTTLE = "throttle"
-    BLOCK = "block"
 
 
 @dataclass(frozen=True)
@@ -131,8 +122,8 @@ class GatewayAction:
     url: str
     model: str
     token_env: str
-    on_alarm: GatewayState = GatewayState.BLOCK
-    on_ok: GatewayState = GatewayState.NORMAL
+    on_alarm: ModelState = ModelState.BLOCK
+    on_ok: ModelState = ModelState.NORMAL
     timeout_s: float = 5.0
     ca_file: str | None = None
     factor: float | None = None  # the row cost when the state set is throttle (default: the gateway's, 10)
@@ -151,13 +142,13 @@ class GatewayAction:
             raise UsageError(f"gateway model {self.model!r} is not a model name")
         if not _ENV.match(self.token_env):
             raise UsageError(f"token_env {self.token_env!r} must name an environment variable")
-        if self.on_alarm is GatewayState.NORMAL:
+        if self.on_alarm is ModelState.NORMAL:
             raise UsageError("on_alarm must be block or throttle")
         if not 0 < self.timeout_s <= 60:
             raise UsageError("timeout_s must be more than 0 and at most 60 seconds")
-        if self.factor is not None and not 1 <= self.factor <= 1000:
-            raise UsageError("factor must be from 1 to 1000")
-        if self.factor is not None and GatewayState.THROTTLE not in (self.on_alarm, self.on_ok):
+        if self.factor is not None and not 1 <= self.factor <= MAX_FACTOR:
+            raise UsageError(f"factor must be from 1 to {MAX_FACTOR:g}")
+        if self.factor is not None and ModelState.THROTTLE not in (self.on_alarm, self.on_ok):
             raise UsageError("factor is for a throttle state")
         object.__setattr__(self, "url", self.url.rstrip("/"))
 
@@ -186,8 +177,8 @@ class GatewayAction:
                 url=_text(data["url"], "url"),
                 model=_text(data["model"], "model"),
                 token_env=_text(data["token_env"], "token_env"),
-                on_alarm=GatewayState(data.get("on_alarm", "block")),
-                on_ok=GatewayState(data.get("on_ok", "normal")),
+                on_alarm=ModelState(data.get("on_alarm", "block")),
+                on_ok=ModelState(data.get("on_ok", "normal")),
                 timeout_s=_number(data.get("timeout_s", 5.0), "timeout_s"),
                 ca_file=None if data.get("ca_file") is None else _text(data["ca_file"], "ca_file"),
                 factor=None if data.get("factor") is None else _number(data["factor"], "factor"),
@@ -244,7 +235,7 @@ def set_gateway_state(action: GatewayAction, payload: dict[str, Any]) -> ActionR
     if wanted is None:
         return ActionResult("gateway", action.endpoint, True, f"no change on {new_state}")
     body: dict[str, Any] = {"state": wanted.value, "reason": gateway_reason(payload)}
-    if wanted is GatewayState.THROTTLE and action.factor is not None:
+    if wanted is ModelState.THROTTLE and action.factor is not None:
         body["factor"] = action.factor
     result, _ = request_state(action, body)
     return result
