@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import struct
+from collections.abc import Iterator
 
 import pytest
 
@@ -68,3 +69,21 @@ def require_service(name: str, port: int) -> None:
 @pytest.fixture()
 def redis_server() -> None:
     require_service("Redis", 6379)
+
+
+REDIS_URL = "redis://127.0.0.1:6379/0"
+
+
+@pytest.fixture()
+def redis_prefix(redis_server: None) -> Iterator[str]:
+    """A key prefix of the test's own in the local Redis; every key under it is deleted afterwards."""
+    import uuid
+
+    import redis
+
+    prefix = f"bastion-test:{uuid.uuid4().hex}:"
+    yield prefix
+    client = redis.Redis.from_url(REDIS_URL)
+    for key in client.scan_iter(match=prefix + "*"):
+        client.delete(key)
+    client.close()

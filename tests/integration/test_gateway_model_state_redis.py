@@ -4,7 +4,6 @@ server honour one state, and a state that cannot be read fails closed."""
 from __future__ import annotations
 
 import socket
-import uuid
 from pathlib import Path
 from typing import Any
 
@@ -27,9 +26,8 @@ def _limits(url: str, prefix: str) -> dict[str, Any]:
     return {"backend": "redis", "redis_url": url, "redis_prefix": prefix}
 
 
-@pytest.mark.usefixtures("redis_server")
-async def test_two_replicas_honour_one_model_state(tmp_path: Path) -> None:
-    prefix = f"bastion-test:{uuid.uuid4().hex}:"
+async def test_two_replicas_honour_one_model_state(tmp_path: Path, redis_prefix: str) -> None:
+    prefix = redis_prefix
     (tmp_path / "a").mkdir()
     (tmp_path / "b").mkdir()
     setup_a = setup_with_operator(tmp_path / "a", limits=_limits("redis://127.0.0.1:6379/0", prefix))
@@ -60,18 +58,12 @@ async def test_two_replicas_honour_one_model_state(tmp_path: Path) -> None:
     finally:
         await app_a.gw.close()
         await app_b.gw.close()
-        import redis
-
-        r = redis.Redis(host="127.0.0.1", port=6379)
-        for key in r.scan_iter(match=prefix + "*"):
-            r.delete(key)
     assert [e["to"] for e in setup_a.events("model-state")] == ["block", "normal"]
     assert [e["to"] for e in setup_b.events("model-state")] == ["throttle"]
 
 
-@pytest.mark.usefixtures("redis_server")
-async def test_an_unreadable_state_fails_closed(tmp_path: Path) -> None:
-    prefix = f"bastion-test:{uuid.uuid4().hex}:"
+async def test_an_unreadable_state_fails_closed(tmp_path: Path, redis_prefix: str) -> None:
+    prefix = redis_prefix
     setup = setup_with_operator(tmp_path, limits=_limits("redis://127.0.0.1:6379/0", prefix))
     import redis
 
@@ -84,7 +76,6 @@ async def test_an_unreadable_state_fails_closed(tmp_path: Path) -> None:
             refused = await c.post("/v1/models/clf:predict", json=rows, headers=bearer(setup.keys["alice"]))
     finally:
         await app.gw.close()
-        r.delete(prefix + "state:clf")
     assert refused.status_code == 503 and refused.json()["error"] == "limits-unavailable"
 
 

@@ -4,7 +4,6 @@ replica, against the real server; an unreachable store refuses (fails closed); i
 from __future__ import annotations
 
 import json
-import uuid
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +14,7 @@ from bastion.errors import ConfigError
 from bastion.gateway.app import build_app
 from bastion.gateway.config import parse_config
 from bastion.gateway.detection import build_reference
+from tests.conftest import REDIS_URL
 from tests.gateway_helpers import FEATURES, base_config, bearer, client, free_port, make_data, make_setup
 
 pytestmark = pytest.mark.anyio
@@ -36,13 +36,11 @@ def _replica(root: Path, url: str, prefix: str) -> Any:
     return make_setup(root, models=models, limits=limits | {"identity_model": roomy})
 
 
-@pytest.mark.usefixtures("redis_server")
-async def test_an_escalation_on_one_replica_holds_on_the_other(tmp_path: Path) -> None:
+async def test_an_escalation_on_one_replica_holds_on_the_other(tmp_path: Path, redis_prefix: str) -> None:
     import redis
 
-    prefix = f"bastion-test-{uuid.uuid4().hex[:8]}:"
-    a = _replica(tmp_path / "a", "redis://127.0.0.1:6379/0", prefix)
-    b = _replica(tmp_path / "b", "redis://127.0.0.1:6379/0", prefix)
+    prefix = redis_prefix
+    a, b = _replica(tmp_path / "a", REDIS_URL, prefix), _replica(tmp_path / "b", REDIS_URL, prefix)
     app_a, app_b = build_app(a.config), build_app(b.config)
     X, _ = make_data()
     rng = np.random.default_rng(9)
@@ -66,25 +64,17 @@ async def test_an_escalation_on_one_replica_holds_on_the_other(tmp_path: Path) -
             assert r.status_code == 200
         levels = [e["level"] for e in a.events("suspected-extraction")]
         assert levels == ["alert", "labels_only", "throttle", "block"]
-        stored = redis.Redis(host="127.0.0.1", port=6379).get(f"{prefix}det:clf:mallory")
+        stored = redis.Redis.from_url(REDIS_URL).get(f"{prefix}det:clf:mallory")
         assert stored == b"4"
     finally:
         await app_a.close()
         await app_b.close()
-        r = redis.Redis(host="127.0.0.1", port=6379)
-        for key in r.scan_iter(match=f"{prefix}*"):
-            r.delete(key)
-        r.close()
 
 
-@pytest.mark.usefixtures("redis_server")
-async def test_steps_from_two_replicas_add_up(tmp_path: Path) -> None:
+async def test_steps_from_two_replicas_add_up(tmp_path: Path, redis_prefix: str) -> None:
     """Each replica sees half of the attack; the shared level counts both halves' flagged checks."""
-    import redis
-
-    prefix = f"bastion-test-{uuid.uuid4().hex[:8]}:"
-    a = _replica(tmp_path / "a", "redis://127.0.0.1:6379/0", prefix)
-    b = _replica(tmp_path / "b", "redis://127.0.0.1:6379/0", prefix)
+    prefix = redis_prefix
+    a, b = _replica(tmp_path / "a", REDIS_URL, prefix), _replica(tmp_path / "b", REDIS_URL, prefix)
     app_a, app_b = build_app(a.config), build_app(b.config)
     X, _ = make_data()
     rng = np.random.default_rng(10)
@@ -107,10 +97,6 @@ async def test_steps_from_two_replicas_add_up(tmp_path: Path) -> None:
     finally:
         await app_a.close()
         await app_b.close()
-        r = redis.Redis(host="127.0.0.1", port=6379)
-        for key in r.scan_iter(match=f"{prefix}*"):
-            r.delete(key)
-        r.close()
 
 
 async def test_an_unreachable_detection_store_refuses_rather_than_serves(tmp_path: Path) -> None:

@@ -3,7 +3,6 @@ closed when Redis cannot be reached."""
 
 from __future__ import annotations
 
-import uuid
 from pathlib import Path
 from typing import Any
 
@@ -30,9 +29,8 @@ def _limits(url: str, prefix: str) -> dict[str, Any]:
     }
 
 
-@pytest.mark.usefixtures("redis_server")
-async def test_two_replicas_share_one_budget(tmp_path: Path) -> None:
-    prefix = f"bastion-test:{uuid.uuid4().hex}:"
+async def test_two_replicas_share_one_budget(tmp_path: Path, redis_prefix: str) -> None:
+    prefix = redis_prefix
     (tmp_path / "a").mkdir()
     (tmp_path / "b").mkdir()
     setup_a = make_setup(tmp_path / "a", limits=_limits("redis://127.0.0.1:6379/0", prefix))
@@ -51,11 +49,6 @@ async def test_two_replicas_share_one_budget(tmp_path: Path) -> None:
     assert statuses == [200] * 5 + [429] * 3  # 10 rows in all, whichever replica answers
     await app_a.gw.close()
     await app_b.gw.close()
-    import redis
-
-    r = redis.Redis(host="127.0.0.1", port=6379)
-    for key in r.scan_iter(match=prefix + "*"):
-        r.delete(key)
 
 
 async def test_unreachable_redis_fails_closed(tmp_path: Path) -> None:

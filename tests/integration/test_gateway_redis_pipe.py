@@ -5,7 +5,6 @@ limiter's script on it behaves as the in-process limiter does."""
 from __future__ import annotations
 
 import asyncio
-import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -14,10 +13,11 @@ import pytest
 from bastion.gateway.errors import LimiterUnavailable
 from bastion.gateway.model_state import NORMAL
 from bastion.gateway.redis_pipe import RedisPipe
+from tests.conftest import REDIS_URL
 from tests.gateway_helpers import base_config, free_port, make_data, make_setup
 
 pytestmark = [pytest.mark.anyio, pytest.mark.usefixtures("redis_server")]
-URL = "redis://127.0.0.1:6379/0"
+URL = REDIS_URL
 COUNTER = "return redis.call('INCRBY', KEYS[1], ARGV[1])"
 
 
@@ -27,13 +27,9 @@ def anyio_backend() -> str:
 
 
 @pytest.fixture()
-async def pipe() -> AsyncIterator[tuple[RedisPipe, str]]:
+async def pipe(redis_prefix: str) -> AsyncIterator[tuple[RedisPipe, str]]:
     redis = RedisPipe(URL, timeout_s=1.0, store="test store")
-    prefix = f"bastion-test:{uuid.uuid4().hex}:"
-    yield redis, prefix
-    keys = await redis.client.keys(prefix + "*")
-    if keys:
-        await redis.client.delete(*keys)
+    yield redis, redis_prefix
     await redis.close()
 
 
@@ -86,15 +82,14 @@ async def test_an_unreachable_server_fails_every_caller_closed() -> None:
 
 
 @pytest.mark.parametrize("backend", ["memory", "redis"])
-async def test_a_check_takes_nothing_and_a_refusal_names_its_bucket(backend: str) -> None:
+async def test_a_check_takes_nothing_and_a_refusal_names_its_bucket(backend: str, redis_prefix: str) -> None:
     """Both limiters alike: ``need`` without ``cost`` only looks; ``refused_by`` is the first bucket that
     refused; a refused charge drains no bucket."""
     from bastion.gateway.config import Bucket
     from bastion.gateway.limits import Charge, MemoryLimiter, RedisLimiter
 
-    prefix = f"bastion-test:{uuid.uuid4().hex}:"
     redis = RedisPipe(URL, timeout_s=1.0, store="test store")
-    limiter = MemoryLimiter() if backend == "memory" else RedisLimiter(redis, prefix=prefix)
+    limiter = MemoryLimiter() if backend == "memory" else RedisLimiter(redis, prefix=redis_prefix)
     wide, one = Bucket(capacity=100, per_second=0.001), Bucket(capacity=1, per_second=0.001)
     try:
         look = Charge("one", one, 0.0, need=1.0)
@@ -109,19 +104,16 @@ async def test_a_check_takes_nothing_and_a_refusal_names_its_bucket(backend: str
         assert (await limiter.charge([Charge("wide", wide, 97.0)])).allowed  # 3 taken, none by refusals
         assert not (await limiter.charge([Charge("wide", wide, 1.0)])).allowed
     finally:
-        keys = await redis.client.keys(prefix + "*")
-        if keys:
-            await redis.client.delete(*keys)
         await redis.close()
 
 
-async def test_the_models_state_and_the_callers_level_are_one_read(tmp_path: Path) -> None:
+async def test_the_models_state_and_the_callers_level_are_one_read(tmp_path: Path, redis_prefix: str) -> None:
     """With limits and shared levels in Redis, a prediction reads both in one MGET on one connection."""
     from bastion.gateway.detection import Level
     from bastion.gateway.model_state import ModelState, StateRecord
     from bastion.gateway.runtime import Gateway
 
-    prefix = f"bastion-test:{uuid.uuid4().hex}:"
+    prefix = redis_prefix
     doc = base_config(tmp_path, make_data()[0])
     doc["models"][0]["detection"]["shared"] = True
     limits = {"backend": "redis", "redis_url": URL, "redis_prefix": prefix}
@@ -138,7 +130,4 @@ async def test_the_models_state_and_the_callers_level_are_one_read(tmp_path: Pat
         assert state.state is ModelState.THROTTLE and state.factor == 5.0 and level is Level.THROTTLE
         assert (await gw.standing("clf", "bob"))[1] is Level.NORMAL
     finally:
-        keys = await gw.redis.client.keys(prefix + "*")
-        if keys:
-            await gw.redis.client.delete(*keys)
         await gw.close()
