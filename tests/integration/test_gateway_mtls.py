@@ -111,19 +111,28 @@ def pki(tmp_path: Path) -> dict[str, tuple[str, str]]:
 
 @pytest.fixture()
 def served(tmp_path: Path, pki: dict[str, tuple[str, str]]) -> Iterator[tuple[Setup, str]]:
-    server = {
+    setup = _mtls_setup(tmp_path, pki)
+    with serve_in_thread(build_app(setup.config), setup.config) as url:
+        yield setup, url
+
+
+def _mtls_server(pki: dict[str, tuple[str, str]], **extra: str) -> dict[str, str]:
+    return {
         "environment": "prod",
         "tls_cert": pki["server"][0],
         "tls_key": pki["server"][1],
         "tls_client_ca": pki["ca"][0],
+        **extra,
     }
-    setup = make_setup(
+
+
+def _mtls_setup(tmp_path: Path, pki: dict[str, tuple[str, str]], **server: str) -> Setup:
+    """A gateway whose TLS asks for client certificates of the test CA; CN=svc-a,O=Acme is alice."""
+    return make_setup(
         tmp_path,
-        server=server,
+        server=_mtls_server(pki, **server),
         auth={"api_keys_file": "keys.json", "client_certificates": {"CN=svc-a,O=Acme": "alice"}},
     )
-    with serve_in_thread(build_app(setup.config), setup.config) as url:
-        yield setup, url
 
 
 def _last_caller(setup: Setup, count: int) -> str:
@@ -189,24 +198,10 @@ def test_mtls_needs_a_server_certificate(tmp_path: Path) -> None:
         make_setup(tmp_path, server={"environment": "prod", "tls_client_ca": "ca.crt"})
 
 
-def _mtls_server(pki: dict[str, tuple[str, str]], **extra: str) -> dict[str, str]:
-    return {
-        "environment": "prod",
-        "tls_cert": pki["server"][0],
-        "tls_key": pki["server"][1],
-        "tls_client_ca": pki["ca"][0],
-        **extra,
-    }
-
-
 def test_a_revoked_client_certificate_fails_the_handshake(
     tmp_path: Path, pki: dict[str, tuple[str, str]]
 ) -> None:
-    setup = make_setup(
-        tmp_path,
-        server=_mtls_server(pki, tls_client_crl=pki["crl"][0]),
-        auth={"api_keys_file": "keys.json", "client_certificates": {"CN=svc-a,O=Acme": "alice"}},
-    )
+    setup = _mtls_setup(tmp_path, pki, tls_client_crl=pki["crl"][0])
     with serve_in_thread(build_app(setup.config), setup.config) as url:
         with _client(pki, "svc") as c:
             assert c.get(f"{url}/v1/models").status_code == 200  # same subject, not revoked
