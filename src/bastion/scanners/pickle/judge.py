@@ -62,6 +62,7 @@ class Judge:
         self._flags: dict[tuple[str, str], _Flag] = {}
         self._emitted: set[tuple[str, str]] = set()
         self.saw_named_global = False
+        self._args: dict[tuple[str, str], tuple[tuple[int, Use], ...]] = {}  # entry_args, per name
 
     def reference(self, callee: Callee) -> None:
         """A GLOBAL / STACK_GLOBAL / INST / EXT opcode created this name."""
@@ -75,10 +76,11 @@ class Judge:
             self.saw_named_global = True
 
     def use(self, callee: Callee, use: Use) -> None:
-        ref = self._refs.get(callee.qualname)
+        key = callee.qualname
+        ref = self._refs.get(key)
         if ref is None:
             self.reference(callee)
-            ref = self._refs[callee.qualname]
+            ref = self._refs[key]
         if use > ref.use:
             ref.use = use
 
@@ -86,8 +88,12 @@ class Judge:
         """Argument positions an allowlisted higher-order callable calls or instantiates."""
         if not isinstance(callee, Global):
             return ()
-        entry = self.catalogue.entry(callee.mapped_module, callee.mapped_name)
-        return entry.args if entry is not None else ()
+        key = (callee.mapped_module, callee.mapped_name)
+        args = self._args.get(key)
+        if args is None:
+            entry = self.catalogue.entry(*key)
+            args = self._args[key] = entry.args if entry is not None else ()
+        return args
 
     def flag(self, rule: Rule, callable: str, message: str, offset: int) -> None:
         key = (rule.rule_id, callable)

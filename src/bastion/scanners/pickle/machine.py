@@ -28,6 +28,9 @@ from bastion.scanners.pickle.values import Call, DictV, ExtRef, ListV, PersRef, 
 
 __all__ = ["Budget", "BudgetExhausted", "Machine", "NestedHook"]
 
+_U16_AT = op.U16.unpack_from
+_U32_AT = op.U32.unpack_from
+
 
 class Machine(MachineState):
     """Emulates one pickle from ``start`` to its STOP; ``run`` returns the offset after STOP."""
@@ -37,8 +40,12 @@ class Machine(MachineState):
     # -- the loop ----------------------------------------------------------------------------------
     def run(self) -> int:
         """Emulate up to STOP; returns the offset after it. Raises FormatError and subclasses."""
+        # Everything the loop reads per opcode is a local: this loop runs once per opcode, and a
+        # 1 GB checkpoint of small tensors has millions of them.
         r = self.r
         data = self.data
+        end = r.end
+        stop = op.STOP
         table = self._dispatch()
         budget = self.budget
         left = budget.left
@@ -48,7 +55,7 @@ class Machine(MachineState):
         try:
             while True:
                 at = r.pos
-                if at >= r.end:
+                if at >= end:
                     raise TruncatedError("pickle data was truncated (no STOP opcode)", offset=at)
                 code = data[at]
                 r.pos = at + 1
@@ -59,7 +66,7 @@ class Machine(MachineState):
                     )
                 if len(stack) > max_stack:
                     raise LimitExceeded(f"pickle stack deeper than {max_stack}", offset=at)
-                if code == op.STOP:
+                if code == stop:
                     self.result = self.pop(at)
                     return r.pos
                 handler = table[code]
@@ -84,20 +91,28 @@ class Machine(MachineState):
 
     # memo
     def op_BINPUT(self, at: int) -> None:
-        self.memo_put(self.r.u8(at), at)
-
-    def op_LONG_BINPUT(self, at: int) -> None:
         r = self.r
         p = r.pos
-        if p + 4 > r.end:
+        if p >= r.end:
+            raise TruncatedError("pickle data was truncated", offset=at)
+        r.pos = p + 1
+        self.memo_put(self.data[p], at)
+
+    def op_LONG_BINPUT(self, at: int) -> None:
+        # the commonest opcode of a big state dict (every value is memoised): inlined reads
+        r = self.r
+        p = r.pos + 4
+        if p > r.end:
             raise TruncatedError("pickle data was truncated (needs 4 bytes)", offset=at)
-        r.pos = p + 4
-        idx = int.from_bytes(self.data[p : p + 4], "little")
+        r.pos = p
+        idx = _U32_AT(self.data, p - 4)[0]
         memo = self.memo
-        if idx >= self.memo_limit or len(memo) >= self.memo_limit:
-            raise LimitExceeded(f"pickle memo index {idx} beyond the limit of {self.memo_limit}", offset=at)
+        limit = self.memo_limit
+        if idx >= limit or len(memo) >= limit:
+            raise LimitExceeded(f"pickle memo index {idx} beyond the limit of {limit}", offset=at)
         stack = self.stack
-        if len(stack) <= (self.marks[-1] if self.marks else 0):
+        marks = self.marks
+        if len(stack) <= (marks[-1] if marks else 0):
             raise FormatError("unpickling stack underflow", offset=at)
         memo[idx] = stack[-1]
 
@@ -129,7 +144,12 @@ class Machine(MachineState):
         self.stack.append(self.text_value(self.r.u8(at), at))
 
     def op_BINUNICODE(self, at: int) -> None:
-        self.stack.append(self.text_value(self.r.u32(at), at))
+        r = self.r
+        p = r.pos + 4
+        if p > r.end:
+            raise TruncatedError("pickle data was truncated (needs 4 bytes)", offset=at)
+        r.pos = p
+        self.stack.append(self.text_value(_U32_AT(self.data, p - 4)[0], at))
 
     def op_BINUNICODE8(self, at: int) -> None:
         self.stack.append(self.text_value(self.r.u64(at), at))
@@ -155,10 +175,20 @@ class Machine(MachineState):
     op_BYTEARRAY8 = op_BINBYTES8
 
     def op_BININT1(self, at: int) -> None:
-        self.stack.append(self.r.u8(at))
+        r = self.r
+        p = r.pos
+        if p >= r.end:
+            raise TruncatedError("pickle data was truncated", offset=at)
+        r.pos = p + 1
+        self.stack.append(self.data[p])
 
     def op_BININT2(self, at: int) -> None:
-        self.stack.append(self.r.u16(at))
+        r = self.r
+        p = r.pos + 2
+        if p > r.end:
+            raise TruncatedError("pickle data was truncated (needs 2 bytes)", offset=at)
+        r.pos = p
+        self.stack.append(_U16_AT(self.data, p - 2)[0])
 
     def op_BININT(self, at: int) -> None:
         self.stack.append(self.r.i32(at))
@@ -230,7 +260,11 @@ class Machine(MachineState):
         self.stack.append(())
 
     def op_TUPLE1(self, at: int) -> None:
-        self.stack.append((self.pop(at),))
+        stack = self.stack
+        marks = self.marks
+        if len(stack) <= (marks[-1] if marks else 0):
+            raise FormatError("unpickling stack underflow", offset=at)
+        stack[-1] = (stack[-1],)
 
     def op_TUPLE2(self, at: int) -> None:
         b = self.pop(at)
@@ -334,9 +368,12 @@ class Machine(MachineState):
         self.stack.append(self.call(items[0], tuple(items[1:]), "obj", Use.CALL, at))
 
     def op_REDUCE(self, at: int) -> None:
-        args = self.pop(at)
-        func = self.pop(at)
-        self.stack.append(self.call(func, args, "reduce", Use.CALL, at))
+        stack = self.stack
+        marks = self.marks
+        if len(stack) <= (marks[-1] if marks else 0) + 1:
+            raise FormatError("unpickling stack underflow", offset=at)
+        args = stack.pop()
+        stack[-1] = self.call(stack[-1], args, "reduce", Use.CALL, at)
 
     def op_NEWOBJ(self, at: int) -> None:
         args = self.pop(at)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass, field
+from functools import cached_property
 
 
 class Use(enum.IntEnum):
@@ -33,7 +34,7 @@ class Global:
     mapped_name: str
     offset: int
 
-    @property
+    @cached_property  # asked on every use of the global: a state dict calls one per tensor
     def qualname(self) -> str:
         return f"{self.module}.{self.name}"
 
