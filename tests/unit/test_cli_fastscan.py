@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import io
 import json
+import os
 import re
 import subprocess
 import sys
@@ -302,3 +303,36 @@ def test_interrupt_ends_as_under_click(
     assert _via_click(argv) == 1
     assert fast == capsys.readouterr()
     assert fast.err == "\nAborted!\n"
+
+
+def _console_script(args: list[str]) -> subprocess.CompletedProcess[str]:
+    """Run ``main()`` as the console script does (no argv: it reads sys.argv), with the standard
+    streams buffered as they are by default (some machines set PYTHONUNBUFFERED)."""
+    code = f"import sys\nfrom bastion.cli.main import main\nsys.argv = ['bastion', *{args!r}]\nmain()\n"
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONUNBUFFERED"}
+    return subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=False, timeout=60, env=env
+    )
+
+
+def test_console_script_exits_without_teardown_and_loses_no_output(files: dict[str, Path]) -> None:
+    """The console script ends a fast-path scan with os._exit (no interpreter teardown): every
+    byte written to stdout, stderr and ``-o`` must still be there, and the exit code unchanged."""
+    proc = _console_script(["scan", str(files["dir"]), "--format", "json", "--no-progress"])
+    assert proc.returncode == 1, proc.stderr
+    report = json.loads(proc.stdout)
+    assert report["verdict"] == "unsafe" and len(report["findings"]) >= 2
+
+    # a report smaller than the stream's buffer: only the explicit flush writes it
+    proc = _console_script(["scan", str(files["benign"]), "--format", "json", "--no-progress"])
+    assert proc.returncode == 0, proc.stderr
+    assert len(proc.stdout) < 8192 and json.loads(proc.stdout)["verdict"] == "safe"
+
+    proc = _console_script(["scan", str(files["benign"]), "--format", "sarif", "-o", str(files["out"])])
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout == ""
+    assert json.loads(files["out"].read_text())["version"] == "2.1.0"
+
+    proc = _console_script(["scan", str(files["evil"]), "--no-progress"])  # text, through Rich
+    assert proc.returncode == 1
+    assert "UNSAFE" in proc.stdout and proc.stdout.endswith("\n")

@@ -5,8 +5,9 @@ invoked so that ``bastion --help`` stays instant."""
 
 from __future__ import annotations
 
+import os
 import sys
-from typing import Any
+from typing import Any, NoReturn
 
 from bastion.errors import BastionError
 
@@ -39,6 +40,8 @@ def main(argv: list[str] | None = None) -> Any:
 
         code = fast_scan(sys.argv[1:] if argv is None else argv)
         if code is not None:
+            if argv is None:  # the console script: this process has nothing left to do
+                _exit_now(code)
             sys.exit(code)
         from bastion.cli.app import cli
 
@@ -46,6 +49,18 @@ def main(argv: list[str] | None = None) -> Any:
     except BastionError as exc:
         print(f"bastion: error: {exc.diagnostics()}", file=sys.stderr, flush=True)
         sys.exit(exc.exit_code)
+
+
+def _exit_now(code: int) -> NoReturn:
+    """Flush and end the process without the interpreter's teardown (freeing every module and
+    object one by one), which costs a one-file scan ~8 ms, a tenth of its run. The scan has closed
+    its files and worker pool by now; only the standard streams still hold data."""
+    try:
+        sys.stdout.flush()
+        sys.stderr.flush()
+    except OSError:  # the reader went away (EPIPE), as fast_scan reports it
+        code = code or 1
+    os._exit(code)
 
 
 if __name__ == "__main__":
