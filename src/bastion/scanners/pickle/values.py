@@ -21,7 +21,10 @@ class Use(enum.IntEnum):
 
     @classmethod
     def parse(cls, text: str) -> Use:
-        return {"value": cls.VALUE, "new": cls.NEW, "call": cls.CALL}[text]
+        return _USES[text]
+
+
+_USES = {use.name.lower(): use for use in Use}  # built once: the catalogue parses a thousand uses
 
 
 @dataclass(frozen=True)
