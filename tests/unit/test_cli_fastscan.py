@@ -90,7 +90,8 @@ def _normalise(text: str) -> Any:
     try:
         doc = json.loads(text)
     except json.JSONDecodeError:
-        return re.sub(r" in \d+\.\d+s", " in Xs", text)
+        # Rich may wrap the line before the duration: match any whitespace around it
+        return re.sub(r"\bin(\s+)\d+\.\d+s", r"in\1Xs", text)
 
     def drop(value: Any) -> Any:
         if isinstance(value, dict):
