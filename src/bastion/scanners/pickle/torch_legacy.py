@@ -5,10 +5,13 @@ so the scanner skips them by their sizes instead of sweeping gigabytes of tensor
 
 from __future__ import annotations
 
+import struct
+
 from bastion.scanners.interface import TruncatedError
 from bastion.scanners.pickle.values import Global, ListV
 
 LEGACY_MAGIC = 0x1950A86A20F9469CFC6C
+_COUNT_AT = struct.Struct("<q").unpack_from
 _ELEMENT_SIZE = {
     "DoubleStorage": 8,
     "FloatStorage": 4,
@@ -39,7 +42,7 @@ def storages_end(data: memoryview, pos: int, results: list[object], pids: list[o
     """
     if len(results) != 5 or results[0] != LEGACY_MAGIC or not isinstance(results[4], ListV):
         return None
-    element_size: dict[str, tuple[int, int]] = {}
+    expected: dict[str, tuple[int, int]] = {}  # storage key -> (element count, byte size)
     for pid in pids:
         if not (isinstance(pid, tuple) and len(pid) >= 5 and pid[0] == "storage"):
             continue
@@ -47,18 +50,18 @@ def storages_end(data: memoryview, pos: int, results: list[object], pids: list[o
         size = _ELEMENT_SIZE.get(storage_type.mapped_name) if isinstance(storage_type, Global) else None
         if size is None or not isinstance(key, str) or not isinstance(numel, int):
             return None
-        element_size[key] = (size, numel)
+        expected[key] = (numel, numel * size)
+    n = len(data)
     for key in results[4].items:
-        if not isinstance(key, str) or key not in element_size:
+        want = expected.get(key) if isinstance(key, str) else None
+        if want is None:
             return None
-        size, numel = element_size[key]
-        if pos + 8 > len(data):
+        if pos + 8 > n:
             raise TruncatedError(f"legacy PyTorch storage {key!r} is truncated", offset=pos)
-        count = int.from_bytes(data[pos : pos + 8], "little", signed=True)
-        if count != numel:
+        if _COUNT_AT(data, pos)[0] != want[0]:  # the element count written before the bytes
             return None
-        end = pos + 8 + count * size
-        if end > len(data):
+        end = pos + 8 + want[1]
+        if end > n:
             raise TruncatedError(f"legacy PyTorch storage {key!r} is truncated", offset=pos)
         pos = end
     return pos
