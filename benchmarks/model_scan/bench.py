@@ -290,10 +290,15 @@ ANCHORS = ["modelscan", "picklescan", "fickling", "modelaudit"]
 
 
 def tool_env(tool: Tool) -> dict[str, str]:
+    return venv_env(VENVS / tool.venv)
+
+
+def venv_env(venv: Path | None) -> dict[str, str]:
+    """The environment a tool runs in: its venv first on PATH, no telemetry, no colours."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("VIRTUAL_ENV", "PYTHON"))}
-    venv_bin = str(VENVS / tool.venv / "bin")
-    env["PATH"] = venv_bin + os.pathsep + env.get("PATH", "")
-    env["VIRTUAL_ENV"] = str(VENVS / tool.venv)
+    if venv is not None:
+        env["PATH"] = str(venv / "bin") + os.pathsep + env.get("PATH", "")
+        env["VIRTUAL_ENV"] = str(venv)
     # no network here anyway; keep the tools from trying (telemetry, hub look-ups)
     env.update(
         {
