@@ -261,3 +261,39 @@ def test_every_model_format_has_a_scanner() -> None:
     not_models = {Format.EMPTY, Format.TEXT, Format.UNKNOWN}
     for fmt in Format:
         assert (_handler(fmt) is None) == (fmt in not_models), fmt
+
+
+def test_collector_is_paused_during_a_model_scan_and_restored_after(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The cyclic collector is off while a file's model formats are parsed (speed) and back on
+    after every file, including one whose scan fails; a caller that had it off keeps it off."""
+    import gc
+
+    from bastion.scanners.pickle import scan as pickle_scan
+
+    states: list[bool] = []
+    real_scan_stream = pickle_scan.scan_stream
+
+    def spy(*args: object, **kwargs: object) -> None:
+        states.append(gc.isenabled())
+        real_scan_stream(*args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(pickle_scan, "scan_stream", spy)
+    good = tmp_path / "good.pkl"
+    good.write_bytes(benign_pickle())
+    evil = tmp_path / "evil.pkl"
+    evil.write_bytes(pickle_call("os", "system")[:-6])  # truncated: the scan raises inside
+    assert gc.isenabled()
+    report = bastion.scan([good, evil])
+    assert states == [False, False]
+    assert gc.isenabled()
+    assert report.verdict is Verdict.UNSAFE  # the payload before the break is still reported
+    assert report.problems
+
+    gc.disable()
+    try:
+        bastion.scan([good])
+        assert not gc.isenabled()
+    finally:
+        gc.enable()
