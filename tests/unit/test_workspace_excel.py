@@ -5,6 +5,7 @@ as "could not decide", and a missing backend reported as skipped (a problem with
 from __future__ import annotations
 
 import io
+import struct
 import sys
 import zipfile
 from pathlib import Path
@@ -100,3 +101,33 @@ def test_missing_backend_is_skipped_or_strict_problem(
     strict = bastion.scan(p, families=["workspace"], strict=True)
     assert [pr.kind for pr in strict.problems] == [ProblemKind.UNSUPPORTED]
     assert scan  # the module under test is importable without openpyxl
+
+
+def _zip64_end(data: bytes, comment: bytes) -> bytes:
+    """The same zip with the Zip64 end records that torch writes between the central directory and
+    the end record, and a comment after it."""
+    e = data.rindex(b"PK\x05\x06")
+    _, _, _, _, count, cd_size, cd_offset, _ = struct.unpack("<4sHHHHIIH", data[e : e + 22])
+    zip64 = struct.pack("<4sQHHIIQQQQ", b"PK\x06\x06", 44, 45, 45, 0, 0, count, count, cd_size, cd_offset)
+    locator = struct.pack("<4sIQI", b"PK\x06\x07", 0, e, 1)
+    end = struct.pack("<4sHHHHIIH", b"PK\x05\x06", 0, 0, count, count, cd_size, cd_offset, len(comment))
+    return data[:e] + zip64 + locator + end + comment
+
+
+def test_workbook_found_by_its_central_directory_with_zip64_records(tmp_path: Path) -> None:
+    """The default scan reads a zip's names from its central directory to tell a workbook: with
+    the Zip64 records before the end record and the workbook entry listed first, it is still one."""
+    src = _workbook(tmp_path / "src.xlsx", {"Customers": _customers(30)})
+    buf = io.BytesIO()
+    with zipfile.ZipFile(src) as zin, zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as zout:
+        names = sorted(zin.namelist(), key=lambda n: n != "xl/workbook.xml")
+        assert names[0] == "xl/workbook.xml"
+        for name in names:
+            zout.writestr(name, zin.read(name))
+    p = tmp_path / "export.xlsx"
+    p.write_bytes(_zip64_end(buf.getvalue(), b"exported by a tool that writes comments"))
+    with zipfile.ZipFile(p) as z:  # a valid zip for the standard library too
+        assert z.namelist()[0] == "xl/workbook.xml"
+    report = bastion.scan(p)
+    assert {f.rule_id for f in report.findings} == {"BAS-P001", "BAS-P004"}
+    assert not report.problems
