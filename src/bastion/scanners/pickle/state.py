@@ -74,10 +74,6 @@ def map_name(module: str, name: str) -> tuple[str, str]:
     return _compat_pickle.IMPORT_MAPPING.get(module, module), name
 
 
-# A tuple, not ``Global | ExtRef``: isinstance with a tuple is the faster check (once per call).
-_CALLEES = (Global, ExtRef)
-
-
 def resolve_persistent(value: object) -> object:
     """torch's legacy ``persistent_load`` returns the class named in a ``('module', cls, ...)`` id."""
     if isinstance(value, PersRef):
@@ -189,7 +185,7 @@ class MachineState:
     def call(self, func: object, args: object, kind: str, use: Use, at: int) -> Call:
         judge = self.judge
         func = resolve_persistent(func)
-        if isinstance(func, _CALLEES):
+        if isinstance(func, Global | ExtRef):
             judge.use(func, use)
             if isinstance(args, tuple):
                 for i, arg_use in judge.entry_args(func):
