@@ -187,6 +187,42 @@ def test_torch_legacy_raw_with_many_tensors_is_clean() -> None:
     assert not ctx.findings
 
 
+@pytest.mark.parametrize("legacy", [False, True])
+def test_training_checkpoint_with_stdlib_objects_is_clean(tmp_path: Path, legacy: bool) -> None:
+    """What training scripts save beside the weights: the optimizer and scheduler states, the
+    argparse arguments (fairseq-style), paths, times, counters, NumPy scalars and RNG states."""
+    import argparse
+    import collections
+    import datetime
+    import pathlib
+
+    net = Net()
+    opt = torch.optim.Adam(net.parameters())
+    net.fc(torch.randn(3, 4)).sum().backward()
+    opt.step()
+    checkpoint = {
+        "args": argparse.Namespace(lr=1e-3, arch="net", seed=1),
+        "model": net.state_dict(),
+        "optimizer": opt.state_dict(),
+        "lr_scheduler": torch.optim.lr_scheduler.StepLR(opt, 10).state_dict(),
+        "best_metric": np.float64(0.91),
+        "numpy_rng": np.random.get_state(),
+        "torch_rng": torch.get_rng_state(),
+        "data_dir": pathlib.Path("/data/train"),
+        "export_dir": pathlib.PurePosixPath("/exports"),
+        "saved_at": datetime.datetime(2026, 11, 29, 5, 0),
+        "history": collections.defaultdict(list, {"loss": [0.5, 0.4]}),
+        "counts": collections.Counter({"a": 1}),
+    }
+    path = tmp_path / "checkpoint.pt"
+    _torch_save(checkpoint, path, legacy)
+    import bastion
+
+    report = bastion.scan([path])
+    assert not report.problems, report.problems
+    assert not report.findings, report.findings
+
+
 def test_hugging_face_training_args_are_clean(tmp_path: Path) -> None:
     """``training_args.bin`` (``torch.save`` of the Trainer's arguments: enums and dataclasses)."""
     pytest.importorskip("transformers")

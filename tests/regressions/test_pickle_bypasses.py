@@ -395,3 +395,16 @@ def test_nested_pickle_in_a_zip_like_value_is_handed_to_the_engine() -> None:
     data = proto(4) + binbytes(b"PK\x03\x04" + bytes(40)) + b"."
     scan_pickle(memoryview(data), Location("m.pkl"), ctx, 0)
     assert seen == ["@7:b'PK\\x03\\x04':1"]
+
+
+# -- names a denylist entry exempts: the class is allowed, every walk through it is not ------------
+def test_pathlib_classes_are_allowed_but_walks_through_them_are_critical() -> None:
+    """Checkpoints hold paths (``pathlib.PosixPath('/data')``): the classes are allowlisted and
+    exempt from the ``pathlib`` denylist entry. A protocol-4 attribute walk from them to a file
+    write or to the module's ``os`` is still a known-dangerous callable."""
+    ctx, error = run(proto(4) + call(stack_global("pathlib", "PosixPath"), s("/data/train")) + b".")
+    assert error is None and not ctx.findings, ctx.findings
+    for name in ("PosixPath.write_text", "Path.unlink", "os.system", "PurePath.__init__"):
+        data = proto(4) + call(stack_global("pathlib", name), s("/tmp/x"), s("pwned")) + b"."
+        assert_flagged(data, f"pathlib.{name}")
+    assert_flagged(call(glob("pathlib", "_abc"), s("x")) + b".", "pathlib._abc")  # not exempt

@@ -50,6 +50,22 @@ def test_denylist_matches_dotted_prefixes_and_dunders_exactly() -> None:
     assert not cat.denied("torch._utils", "_rebuild_tensor_v2")
 
 
+def test_denylist_exemptions_cover_the_named_names_only(tmp_path: Path) -> None:
+    cat = load_catalogue()
+    assert not cat.denied("pathlib", "PosixPath")
+    assert cat.denied("pathlib", "PosixPath.write_text")  # a walk through the class
+    assert cat.denied("pathlib", "os.system")  # through the module's own imports
+    assert cat.denied("pathlib", "PosixPath.__reduce__")
+    assert cat.denied("pathlib", "_make_child_relpath")
+    # an exemption never lifts a denylist entry that names the exempt name itself
+    extra = tmp_path / "deny.json"
+    extra.write_text(
+        json.dumps({"schema_version": 1, "kind": "denylist", "entries": [{"qualname": "pathlib.PosixPath"}]}),
+        encoding="utf-8",
+    )
+    assert load_catalogue([extra]).denied("pathlib", "PosixPath")
+
+
 def test_organisation_file_extends_the_allowlist(tmp_path: Path) -> None:
     extra = tmp_path / "acme.json"
     extra.write_text(
@@ -87,6 +103,8 @@ def test_organisation_file_extends_the_allowlist(tmp_path: Path) -> None:
         '{"schema_version": 1, "framework": "x", "version": "1",'
         ' "entries": [{"module": "a", "name": "c", "args": {"zero": "call"}}]}',
         '{"schema_version": 1, "kind": "denylist", "entries": [{"qualname": ""}]}',
+        '{"schema_version": 1, "kind": "denylist", "entries": [{"qualname": "a", "except": "b"}]}',
+        '{"schema_version": 1, "kind": "denylist", "entries": [{"qualname": "a", "except": ["b.c"]}]}',
         '{"schema_version": 1, "entries": []}',
     ],
 )

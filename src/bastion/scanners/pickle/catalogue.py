@@ -12,7 +12,10 @@ that those arguments are judged as called too. An entry may instead name a whole
 ``{"module_prefix": "__torch__", "use": "new"}`` (TorchScript classes, which the TorchScript loader
 resolves from the archive's own compiled code, never by importing Python). A denylist file
 (``"kind": "denylist"``) lists qualified prefixes (``"os"``, ``"builtins.eval"``) whose use is
-reported as critical. Organisations add their own files with :func:`load_catalogue`.
+reported as critical; an entry may exempt names directly under it, ``{"qualname": "pathlib",
+"except": ["PosixPath"]}``: the class itself is then judged by the allowlist, while any walk
+through it (``pathlib.PosixPath.write_text``, ``pathlib.os.system``) stays denied. Organisations
+add their own files with :func:`load_catalogue`.
 """
 
 from __future__ import annotations
@@ -29,6 +32,7 @@ from bastion.scanners.pickle.values import Use
 
 SCHEMA_VERSION = 1
 _DOTTED = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*$")
+_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
 
 @dataclass(frozen=True)
@@ -47,6 +51,7 @@ class Catalogue:
     deny: frozenset[str]
     sources: tuple[str, ...] = ()
     prefixes: Mapping[str, Use] = field(default_factory=dict)
+    exempt: frozenset[str] = frozenset()  # qualified names a denylist entry's "except" leaves out
 
     def entry(self, module: str, name: str) -> Entry | None:
         exact = self.allow.get((module, name))
@@ -64,8 +69,11 @@ class Catalogue:
         attribute (``f.__globals__``, ``cls.__subclasses__``: a protocol-4 attribute walk)."""
         if any(part.startswith("__") and part.endswith("__") for part in name.split(".")[1:]):
             return True
-        parts = f"{module}.{name}".split(".")
+        qualname = f"{module}.{name}"
         deny = self.deny
+        if qualname in self.exempt and qualname not in deny:
+            return False
+        parts = qualname.split(".")
         return any(".".join(parts[:i]) in deny for i in range(1, len(parts) + 1))
 
 
@@ -77,7 +85,12 @@ def _fail(source: str, message: str) -> ConfigError:
 
 
 def _parse(
-    doc: object, source: str, allow: dict[tuple[str, str], Entry], deny: set[str], prefixes: dict[str, Use]
+    doc: object,
+    source: str,
+    allow: dict[tuple[str, str], Entry],
+    deny: set[str],
+    prefixes: dict[str, Use],
+    exempt: set[str],
 ) -> None:
     if not isinstance(doc, dict):
         raise _fail(source, "top level must be an object")
@@ -98,7 +111,11 @@ def _parse(
             qual = raw.get("qualname")
             if not isinstance(qual, str) or not _DOTTED.match(qual):
                 raise _fail(source, f"entry {i}: qualname must be a dotted name")
+            names = raw.get("except", [])
+            if not isinstance(names, list) or not all(isinstance(n, str) and _NAME.match(n) for n in names):
+                raise _fail(source, f"entry {i}: except must list names directly under {qual}")
             deny.add(qual)
+            exempt.update(f"{qual}.{n}" for n in names)
             continue
         if "module_prefix" in raw:
             prefix, prefix_use = raw["module_prefix"], raw.get("use", "new")
@@ -144,6 +161,7 @@ def load_catalogue(extra_paths: Iterable[str | Path] = ()) -> Catalogue:
     allow: dict[tuple[str, str], Entry] = {}
     deny: set[str] = set()
     prefixes: dict[str, Use] = {}
+    exempt: set[str] = set()
     texts = _builtin_files()
     for path in extra_paths:
         try:
@@ -155,8 +173,14 @@ def load_catalogue(extra_paths: Iterable[str | Path] = ()) -> Catalogue:
             doc = json.loads(text)
         except ValueError as exc:
             raise _fail(source, f"not valid JSON ({exc})") from exc
-        _parse(doc, source, allow, deny, prefixes)
-    return Catalogue(allow=allow, deny=frozenset(deny), sources=tuple(s for s, _ in texts), prefixes=prefixes)
+        _parse(doc, source, allow, deny, prefixes, exempt)
+    return Catalogue(
+        allow=allow,
+        deny=frozenset(deny),
+        sources=tuple(s for s, _ in texts),
+        prefixes=prefixes,
+        exempt=frozenset(exempt),
+    )
 
 
 @functools.cache
