@@ -408,3 +408,20 @@ def test_pathlib_classes_are_allowed_but_walks_through_them_are_critical() -> No
         data = proto(4) + call(stack_global("pathlib", name), s("/tmp/x"), s("pwned")) + b"."
         assert_flagged(data, f"pathlib.{name}")
     assert_flagged(call(glob("pathlib", "_abc"), s("x")) + b".", "pathlib._abc")  # not exempt
+
+
+def test_stdlib_helpers_that_run_commands_are_critical() -> None:
+    """Private helpers that hand a string to a shell or a subprocess (uuid, _osx_support, _aix_support)."""
+    assert_gadget("uuid", "_get_command_stdout", s("sh"), s("-c"), s("echo pwned"))
+    assert_gadget("_osx_support", "_read_output", s("echo pwned"))
+    assert_gadget("_aix_support", "_read_cmd_output", s("echo pwned"))
+
+
+def test_sympy_string_evaluators_are_critical() -> None:
+    """sympify and parse_expr evaluate their string argument as Python."""
+    assert_gadget("sympy", "sympify", s("__import__('os').system('echo pwned')"))
+    assert_gadget("sympy.parsing.sympy_parser", "parse_expr", s("__import__('os')"))
+
+
+def test_torchscript_lite_loader_is_critical() -> None:
+    assert_gadget("torch._C", "_load_for_lite_interpreter", s("/tmp/model.ptl"))
