@@ -34,7 +34,9 @@ from bastion.scanners.pickle.machine import Budget, Machine  # noqa: E402
 from bastion.scanners.pickle.values import Global, Use  # noqa: E402
 
 CATALOGUE_DIR = ROOT / "src" / "bastion" / "scanners" / "catalogue"
-FRAMEWORKS = ("numpy", "torch", "sklearn", "joblib", "scipy", "transformers", "accelerate")
+FRAMEWORKS = (
+    "numpy", "torch", "sklearn", "joblib", "scipy", "transformers", "accelerate", "pandas", "pyarrow",
+)  # fmt: skip
 # Hugging Face training artefacts (training_args.bin sits beside most fine-tuned checkpoints): made
 # and catalogued when transformers and accelerate are installed, left as they are otherwise.
 HF = ("transformers", "accelerate")
@@ -54,6 +56,12 @@ ARG_USES: dict[tuple[str, str], dict[str, str]] = {
     ("sklearn.metrics._dist_metrics", "newObj"): {"0": "new"},
     ("sklearn.neighbors._kd_tree", "newObj"): {"0": "new"},
     ("sklearn.neighbors._ball_tree", "newObj"): {"0": "new"},
+    # pandas rebuilds indexes and arrays with the class it is given: cls.__new__(cls, ...)
+    ("pandas.core.indexes.base", "_new_Index"): {"0": "new"},
+    ("pandas.core.indexes.datetimes", "_new_DatetimeIndex"): {"0": "new"},
+    ("pandas.core.indexes.period", "_new_PeriodIndex"): {"0": "new"},
+    ("pandas._libs.arrays", "__pyx_unpickle_NDArrayBacked"): {"0": "new"},
+    ("pandas._libs.interval", "__pyx_unpickle_IntervalMixin"): {"0": "new"},
 }
 
 # Names older releases pickle that the installed versions no longer write (numpy 1.x, sklearn trees).
@@ -263,6 +271,57 @@ def scipy_objects() -> Iterator[tuple[str, Any]]:
         yield kind, getattr(sparse, kind)(m)
 
 
+def pandas_available() -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec("pandas") is not None
+
+
+def pandas_objects() -> Iterator[tuple[str, Any]]:
+    """Frames, series, indexes and scalars of every dtype family (pyarrow-backed ones included):
+    reference data, feature statistics and preprocessed sets are pickled beside models.
+
+    Not times in an IANA zone: a ``zoneinfo.ZoneInfo`` pickles as ``builtins.getattr(ZoneInfo,
+    "_unpickle")``, and getattr stays denied (a constant attribute of an imported class is not
+    told apart from the getattr gadgets yet)."""
+    import numpy as np
+    import pandas as pd
+
+    n = 4
+    plain = {"f": np.arange(n, dtype=float), "i": np.arange(n), "s": list("abcd"), "b": [True, False] * 2}
+    yield "frame", pd.DataFrame({**plain, "o": pd.Series(["a", 1, None, 2.5], dtype=object)})
+    columns: dict[str, Any] = {
+        "cat": pd.Categorical(["u", "v", "u", "w"]),
+        "Int64": pd.array([1, None, 3, 4], dtype="Int64"),
+        "boolean": pd.array([True, None, False, True], dtype="boolean"),
+        "Float64": pd.array([1.5, None, 2, 3], dtype="Float64"),
+        "timedelta": pd.to_timedelta(np.arange(n), unit="s"),
+        "utc": pd.date_range("2026-01-01", periods=n, tz="UTC"),
+        "period": pd.period_range("2026-01", periods=n, freq="M"),
+        "interval": pd.interval_range(0, n),
+        "sparse": pd.arrays.SparseArray([0, 0, 1, 0]),
+        "string": pd.array(["a", "b", None, "d"], dtype="string[python]"),
+    }
+    try:
+        import pyarrow  # noqa: F401
+
+        columns["arrow_string"] = pd.array(["a", "b", None, "d"], dtype="string[pyarrow]")
+        columns["arrow_int"] = pd.array([1, 2, None, 4], dtype="int64[pyarrow]")
+        columns["arrow_double"] = pd.array([1.5, 2.5, None, 4], dtype="double[pyarrow]")
+    except ImportError:
+        pass
+    yield "dtypes", pd.DataFrame(columns)
+    yield "series", pd.Series([1.0, 2.0, 3.0], index=["a", "b", "c"], name="x")
+    yield "time_index", pd.Series(range(n), index=pd.date_range("2026-01-01", periods=n))
+    yield "period_index", pd.Series(range(n), index=pd.period_range("2026-01", periods=n, freq="M"))
+    multi = pd.MultiIndex.from_product([["a", "b"], [1, 2]], names=["k", "n"])
+    yield "multi_index", pd.DataFrame({"v": range(n)}, index=multi)
+    yield "describe", pd.DataFrame({"a": np.arange(10.0)}).describe()
+    yield "scalars", [pd.Timestamp("2026-01-01", tz="UTC"), pd.Timedelta(5, unit="s"), pd.NA, pd.NaT]
+    yield "ranges", [pd.Period("2026-01", freq="M"), pd.Interval(0, 1)]
+    yield "indexes", [pd.RangeIndex(5), pd.CategoricalIndex(["a", "b"]), pd.Index([1.5, 2.5])]
+
+
 def pickled(objs: Iterator[tuple[str, Any]], protocols: tuple[int, ...] = (2, 4, 5)) -> Iterator[Blob]:
     for label, obj in objs:
         for p in protocols:
@@ -353,6 +412,11 @@ def all_blobs(full: bool) -> Iterator[Blob]:
     yield from torch_blobs(full)
     if hf_available():
         yield from hf_blobs()
+    if pandas_available():
+        # Protocols 4 and 5 only (pandas' own to_pickle writes the highest): below 4 a method is
+        # pickled as builtins.getattr(cls, name), which stays denied (zoneinfo.ZoneInfo._unpickle).
+        yield from pickled(pandas_objects(), (4, 5))
+        yield from joblib_dumped(pandas_objects())
 
 
 # -- catalogue ------------------------------------------------------------------------------------
@@ -465,6 +529,16 @@ def main() -> int:
             import transformers
 
             versions |= {"transformers": transformers.__version__, "accelerate": accelerate.__version__}
+        if pandas_available():
+            import pandas
+
+            versions["pandas"] = pandas.__version__
+            try:
+                import pyarrow
+
+                versions["pyarrow"] = pyarrow.__version__
+            except ImportError:
+                pass
         write(seen, versions)
     catalogue = load_catalogue()
     missing = []

@@ -223,6 +223,21 @@ def test_training_checkpoint_with_stdlib_objects_is_clean(tmp_path: Path, legacy
     assert not report.findings, report.findings
 
 
+def test_pandas_frames_of_every_dtype_family_are_clean(tmp_path: Path) -> None:
+    """Reference data and feature statistics pickled beside models (``DataFrame.to_pickle``, pickle
+    protocols 4 and 5, joblib): frames, series, indexes and scalars of every dtype family."""
+    pd = pytest.importorskip("pandas")
+    for label, obj in BUILD.pandas_objects():
+        for protocol in (4, 5):
+            ctx = scan_raw(pickle.dumps(obj, protocol=protocol), label)
+            assert_clean_ctx(ctx)
+            assert not ctx.findings, (label, protocol, ctx.findings)
+    frame = dict(BUILD.pandas_objects())["dtypes"]
+    assert isinstance(frame, pd.DataFrame)
+    frame.to_pickle(tmp_path / "reference.pkl")
+    assert_clean_report(tmp_path / "reference.pkl")
+
+
 def test_hugging_face_training_args_are_clean(tmp_path: Path) -> None:
     """``training_args.bin`` (``torch.save`` of the Trainer's arguments: enums and dataclasses)."""
     pytest.importorskip("transformers")

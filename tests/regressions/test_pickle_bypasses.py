@@ -425,3 +425,13 @@ def test_sympy_string_evaluators_are_critical() -> None:
 
 def test_torchscript_lite_loader_is_critical() -> None:
     assert_gadget("torch._C", "_load_for_lite_interpreter", s("/tmp/model.ptl"))
+
+
+def test_pandas_index_rebuilder_judges_the_class_it_is_given() -> None:
+    """pandas.core.indexes.base._new_Index(cls, d) runs cls.__new__(cls, **d): an allowlisted
+    rebuilder must not launder the class it is handed."""
+    rebuild = stack_global("pandas.core.indexes.base", "_new_Index")
+    popen = proto(4) + call(rebuild, stack_global("subprocess", "Popen"), b"}") + b"."
+    assert_flagged(popen, "subprocess.Popen")
+    unknown = proto(4) + call(rebuild, stack_global("acme", "Thing"), b"}") + b"."
+    assert_flagged(unknown, "acme.Thing", Severity.LOW)
