@@ -35,6 +35,18 @@ def test_higher_order_entries_declare_called_arguments() -> None:
         assert dict(cat.entry(module, "_reconstruct").args)[0] is Use.NEW  # type: ignore[union-attr]
 
 
+def test_pandas_names_of_both_major_versions_are_catalogued() -> None:
+    """pandas 3 pickles public aliases, pandas 2 the defining modules (observed with 2.2.3)."""
+    cat = load_catalogue()
+    for module, name in (("pandas", "DataFrame"), ("pandas.core.frame", "DataFrame"),
+                         ("pandas", "Series"), ("pandas.core.series", "Series"),
+                         ("pandas.arrays", "ArrowStringArray"),
+                         ("pandas.core.arrays.string_arrow", "ArrowStringArray")):  # fmt: skip
+        entry = cat.entry(module, name)
+        assert entry is not None and entry.use >= Use.NEW, (module, name)
+    assert dict(cat.entry("pandas.core.indexes.base", "_new_Index").args)[0] is Use.NEW  # type: ignore[union-attr]
+
+
 def test_allowlist_and_denylist_do_not_overlap() -> None:
     cat = load_catalogue()
     overlap = [f"{m}.{n}" for (m, n) in cat.allow if cat.denied(m, n)]
