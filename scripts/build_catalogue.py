@@ -227,6 +227,7 @@ def _torchscript_blobs() -> Iterator[Blob]:
 def torch_blobs(full: bool) -> Iterator[Blob]:
     import torch
     from torch import nn
+    from torch.utils.data import TensorDataset, random_split
 
     class Net(nn.Module):
         def __init__(self) -> None:
@@ -241,6 +242,7 @@ def torch_blobs(full: bool) -> Iterator[Blob]:
     Net.__qualname__ = Net.__name__ = "Net"
     sys.modules[__name__].Net = Net  # so pickle finds it like a class defined at top level
     model = Net()
+    probs = torch.ones(3) / 3
     objs: dict[str, Any] = {
         "state_dict": model.state_dict(),
         "tensors": {
@@ -255,6 +257,11 @@ def torch_blobs(full: bool) -> Iterator[Blob]:
             "model": model.state_dict(),
             "optimizer": torch.optim.SGD(model.parameters(), lr=0.1).state_dict(),
         },
+        # what else training code saves: datasets and splits, distributions, torch.max's results
+        "data": random_split(TensorDataset(torch.zeros(4, 2), torch.zeros(4)), [2, 2]),
+        "distributions": [torch.distributions.Normal(0.0, 1.0), torch.distributions.Categorical(probs)],
+        "return_types": [torch.max(torch.zeros(2, 2), 0), torch.sort(probs), torch.topk(probs, 1)],
+        "encoder_layer": nn.TransformerEncoderLayer(8, 2, 16),
     }
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -469,9 +476,32 @@ def introspected() -> Iterator[tuple[str, str, str]]:
 
     for _, cls in all_estimators():
         yield cls.__module__, cls.__qualname__, "new"
-    for obj in vars(torch.nn.modules).values():
-        if isinstance(obj, type) and issubclass(obj, torch.nn.Module):
-            yield obj.__module__, obj.__qualname__, "new"
+    import torch.distributions
+    import torch.nn.functional
+    import torch.return_types
+    import torch.utils.data
+
+    made_for_pickling = (  # (module tree, base class, use): every class of the tree that is one
+        ("torch.nn.modules", torch.nn.Module, "new"),  # NonDynamicallyQuantizableLinear is not exported
+        ("torch.utils.data.dataset", torch.utils.data.Dataset, "new"),  # not the datapipes: they run
+        ("torch.utils.data.sampler", torch.utils.data.Sampler, "new"),  # hooks when (un)pickled
+        ("torch.distributions", torch.distributions.Distribution, "new"),
+    )
+    for tree, base, use in made_for_pickling:
+        for module_name, module in list(sys.modules.items()):
+            if module is None or not (module_name == tree or module_name.startswith(tree + ".")):
+                continue
+            for obj in vars(module).values():
+                if isinstance(obj, type) and issubclass(obj, base) and obj.__module__ == module_name:
+                    yield obj.__module__, obj.__qualname__, use
+    for name in dir(torch.return_types):  # torch.max(...) and friends: named tuples rebuilt by a call
+        obj = getattr(torch.return_types, name)
+        if isinstance(obj, type) and issubclass(obj, tuple):
+            yield obj.__module__, obj.__qualname__, "call"
+    for name, obj in vars(torch.nn.functional).items():  # activations modules keep as attributes
+        public_function = callable(obj) and not isinstance(obj, type) and not name.startswith("_")
+        if public_function and getattr(obj, "__module__", None) == "torch.nn.functional":
+            yield "torch.nn.functional", name, "value"
     import numpy as np
 
     for name in dir(np):
