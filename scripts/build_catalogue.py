@@ -178,6 +178,14 @@ def sklearn_models(full: bool) -> Iterator[tuple[str, Any]]:
     cols = np.array([[0.5, "a"], [1.5, "b"], [2.5, "a"], [3.5, "c"]] * 5, dtype=object)
     ct = ColumnTransformer([("num", StandardScaler(), [0]), ("cat", OneHotEncoder(), [1])])
     yield "column_transformer", make_pipeline(ct, LogisticRegression()).fit(cols, [0, 1, 0, 1] * 5)
+    # fitted searches are pickled whole: their splitters, scorers and scipy.stats distributions too
+    from scipy import stats
+    from sklearn.model_selection import GridSearchCV, RandomizedSearchCV
+
+    yield "grid_search", GridSearchCV(LogisticRegression(), {"C": [0.1, 1.0]}, cv=2).fit(X, y)
+    space = {"C": stats.loguniform(1e-3, 1e3), "tol": stats.uniform(1e-5, 1e-3)}
+    search = RandomizedSearchCV(LogisticRegression(), space, n_iter=2, cv=2, scoring="roc_auc")
+    yield "random_search", search.fit(X, y)
     if not full:
         return
     from sklearn.utils import all_estimators
@@ -312,6 +320,12 @@ def scipy_objects() -> Iterator[tuple[str, Any]]:
     kinds += " csr_array csc_array coo_array"
     for kind in kinds.split():
         yield kind, getattr(sparse, kind)(m)
+    from scipy import stats
+
+    # continuous ones only: a discrete distribution pickles its bound methods as
+    # builtins.getattr(<instance>, "_entropy"), the getattr gadget's shape, which stays critical
+    yield "frozen_distributions", [stats.norm(0, 1), stats.loguniform(1e-3, 1.0), stats.gamma(2.0)]
+    yield "kde", stats.gaussian_kde(np.arange(10.0))
 
 
 def pandas_available() -> bool:
@@ -475,6 +489,25 @@ def introspected() -> Iterator[tuple[str, str, str]]:
     from sklearn.utils import all_estimators
 
     for _, cls in all_estimators():
+        yield cls.__module__, cls.__qualname__, "new"
+    import sklearn.metrics._scorer
+    import sklearn.model_selection._split
+    from scipy import stats
+
+    for module in (sklearn.model_selection._split, sklearn.metrics._scorer):  # what searches keep
+        for obj in vars(module).values():
+            if isinstance(obj, type) and obj.__module__ == module.__name__ and not issubclass(obj, Exception):
+                yield obj.__module__, obj.__qualname__, "new"
+    import sklearn.metrics
+
+    for name in sklearn.metrics.__all__:  # a scorer keeps its metric function (referenced, not called)
+        obj = getattr(sklearn.metrics, name)
+        if callable(obj) and not isinstance(obj, type):
+            yield obj.__module__, obj.__qualname__, "value"
+    for obj in vars(stats).values():  # the distribution objects and their frozen forms
+        if isinstance(obj, stats.rv_continuous | stats.rv_discrete):
+            yield type(obj).__module__, type(obj).__qualname__, "new"
+    for cls in (stats.gaussian_kde, type(stats.norm()), type(stats.poisson(1))):
         yield cls.__module__, cls.__qualname__, "new"
     import torch.distributions
     import torch.nn.functional
