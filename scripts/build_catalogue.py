@@ -338,9 +338,9 @@ def pandas_objects() -> Iterator[tuple[str, Any]]:
     """Frames, series, indexes and scalars of every dtype family (pyarrow-backed ones included):
     reference data, feature statistics and preprocessed sets are pickled beside models.
 
-    Not times in an IANA zone: a ``zoneinfo.ZoneInfo`` pickles as ``builtins.getattr(ZoneInfo,
-    "_unpickle")``, and getattr stays denied (a constant attribute of an imported class is not
-    told apart from the getattr gadgets yet)."""
+    Not times in an IANA zone: a ``zoneinfo.ZoneInfo`` pickles (in every protocol) as
+    ``builtins.getattr(ZoneInfo, "_unpickle")``, and getattr stays denied (a constant attribute of
+    an imported class is not told apart from the getattr gadgets yet)."""
     import numpy as np
     import pandas as pd
 
@@ -470,9 +470,7 @@ def all_blobs(full: bool) -> Iterator[Blob]:
     if hf_available():
         yield from hf_blobs()
     if pandas_available():
-        # Protocols 4 and 5 only (pandas' own to_pickle writes the highest): below 4 a method is
-        # pickled as builtins.getattr(cls, name), which stays denied (zoneinfo.ZoneInfo._unpickle).
-        yield from pickled(pandas_objects(), (4, 5))
+        yield from pickled(pandas_objects())
         yield from joblib_dumped(pandas_objects())
 
 
