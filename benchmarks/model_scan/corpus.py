@@ -748,6 +748,10 @@ def make_benign(c: Corpus) -> None:
         "forest": RandomForestClassifier(n_estimators=5, max_depth=4, random_state=0).fit(x, y),
         "pipeline": make_pipeline(StandardScaler(), LogisticRegression(max_iter=200)).fit(x, y),
     }
+    from sklearn.model_selection import GridSearchCV
+
+    search = GridSearchCV(LogisticRegression(max_iter=200), {"C": [0.1, 1.0]}, cv=2)
+    estimators["grid_search"] = search.fit(x, y)
     for name, est in estimators.items():
         c.add(
             f"main/benign/sklearn_{name}.pkl",
@@ -765,6 +769,20 @@ def make_benign(c: Corpus) -> None:
                 f"{type(est).__name__} via joblib.dump compress={compress}",
             )
 
+    def reference_frame(path: Path) -> None:
+        import pandas as pd
+
+        frame = pd.DataFrame({"f": np.arange(4.0), "s": list("abcd"), "c": pd.Categorical(list("xyxy"))})
+        frame["t"] = pd.date_range("2026-01-01", periods=4, tz="UTC")
+        frame.to_pickle(path)
+
+    c.add_made(
+        "main/benign/reference_frame.pkl",
+        reference_frame,
+        g,
+        "pandas DataFrame pickle",
+        "DataFrame.to_pickle: floats, strings, categorical, UTC times",
+    )
     c.add_made(
         "main/benign/array_float.npy",
         lambda p: np.save(p, np.arange(1000, dtype=np.float32)),
@@ -882,6 +900,31 @@ def make_benign(c: Corpus) -> None:
         g,
         "torch training checkpoint",
         "epoch + model + optimizer",
+    )
+
+    def training_checkpoint(path: Path) -> None:
+        import argparse
+        import datetime
+        import pathlib
+
+        opt = torch.optim.Adam(net.parameters())
+        net(torch.randn(2, 16)).sum().backward()
+        opt.step()
+        state = {
+            "args": argparse.Namespace(lr=1e-3, arch="mlp", data="/data/train"),
+            "model": net.state_dict(),
+            "optimizer": opt.state_dict(),
+            "data_dir": pathlib.Path("/data/train"),
+            "saved_at": datetime.datetime(2026, 11, 29),
+        }
+        torch.save(state, path)
+
+    c.add_made(
+        "main/benign/torch_checkpoint_args_paths.pt",
+        training_checkpoint,
+        g,
+        "torch training checkpoint (args, paths)",
+        "argparse.Namespace + pathlib.Path + Adam state, fairseq-style",
     )
 
 

@@ -56,7 +56,7 @@ make_venv "$VENVS/bastion" -e "$ROOT"
 # process pays ~50 ms of compilation that the anchors (installed from wheels) never pay.
 "$VENVS/bastion/bin/python" -m compileall -q "$ROOT/src" >/dev/null
 # The corpus generator: the frameworks that *make* the benign models.
-make_venv "$VENVS/corpus" "$TORCH_PIN" numpy scikit-learn joblib safetensors onnx h5py
+make_venv "$VENVS/corpus" "$TORCH_PIN" numpy scikit-learn joblib safetensors onnx h5py pandas
 
 if [[ "$SETUP_ONLY" == 1 ]]; then
   log "venvs ready under $VENVS"
