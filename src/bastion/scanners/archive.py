@@ -237,3 +237,23 @@ def scan_tar(data: memoryview, loc: Location, ctx: ScanContext, depth: int) -> N
             ctx.problem(loc.child(member.name), TruncatedError.kind, "member is truncated", offset=start)
             continue
         ctx.scan_nested(view, loc.child(member.name), depth + 1)
+
+
+_DIRECTORY_MAX = 1 << 20
+_END_RECORD_SEARCH = 22 + 0xFFFF  # the end record and the longest comment after it
+
+
+def central_directory(view: memoryview) -> bytes:
+    """The bytes that hold a zip's central directory, where the member names are: those before the
+    end record, as many as the record says the directory has plus 512 for the Zip64 records that
+    may sit between them (torch writes them). A directory over 1 MiB (tens of thousands of members)
+    or no end record gives the last MiB of the file instead."""
+    tail_at = max(0, len(view) - _END_RECORD_SEARCH)
+    tail = view[tail_at:].tobytes()
+    at = tail.rfind(b"PK\x05\x06")
+    if at >= 0 and at + 22 <= len(tail):
+        size = int.from_bytes(tail[at + 12 : at + 16], "little")
+        if size <= _DIRECTORY_MAX:
+            end = tail_at + at
+            return view[max(0, end - size - 512) : end].tobytes()
+    return view[-_DIRECTORY_MAX:].tobytes()

@@ -239,31 +239,15 @@ def scan_file(path: Path, display: str, options: Options, *, workspace: bool = T
 def _is_workbook(view: memoryview) -> bool:
     """An Excel workbook (a zip that is a dataset). The member name must show in the zip's central
     directory: a model zip with thousands of members is never parsed twice for this."""
-    if bytes(view[:4]) != b"PK\x03\x04" or b"xl/workbook.xml" not in _zip_directory(view):
+    if bytes(view[:4]) != b"PK\x03\x04":
+        return False
+    from bastion.scanners.archive import central_directory  # what scanned the zip imported already
+
+    if b"xl/workbook.xml" not in central_directory(view):
         return False
     from bastion.scanners.workspace.datasets import looks_like_xlsx
 
     return looks_like_xlsx(view)
-
-
-_DIRECTORY_MAX = 1 << 20
-_END_RECORD_SEARCH = 22 + 0xFFFF  # the end record and the longest comment after it
-
-
-def _zip_directory(view: memoryview) -> bytes:
-    """The bytes that hold a zip's central directory, where the member names are: those before the
-    end record, as many as the record says the directory has plus 512 for the Zip64 records that
-    may sit between them (torch writes them). A directory over 1 MiB (tens of thousands of members)
-    or no end record gives the last MiB of the file instead."""
-    tail_at = max(0, len(view) - _END_RECORD_SEARCH)
-    tail = view[tail_at:].tobytes()
-    at = tail.rfind(b"PK\x05\x06")
-    if at >= 0 and at + 22 <= len(tail):
-        size = int.from_bytes(tail[at + 12 : at + 16], "little")
-        if size <= _DIRECTORY_MAX:
-            end = tail_at + at
-            return view[max(0, end - size - 512) : end].tobytes()
-    return view[-_DIRECTORY_MAX:].tobytes()
 
 
 @dataclass(frozen=True)
