@@ -131,3 +131,28 @@ async def test_the_models_state_and_the_callers_level_are_one_read(tmp_path: Pat
         assert (await gw.standing("clf", "bob"))[1] is Level.NORMAL
     finally:
         await gw.close()
+
+
+async def test_an_unexpected_failure_fails_every_caller_closed_instead_of_leaving_them_waiting(
+    pipe: tuple[RedisPipe, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Not only Redis errors: whatever breaks while a pipeline is sent or its replies read (a client
+    bug, a reply that does not parse) must answer every waiting caller, or their requests hang."""
+    redis, prefix = pipe
+    real_pipeline = redis.client.pipeline
+
+    def broken_pipeline(*args: object, **kwargs: object) -> object:
+        pipeline = real_pipeline(*args, **kwargs)  # type: ignore[arg-type]
+
+        async def execute(*_: object, **__: object) -> list[object]:
+            raise RuntimeError("a reply that does not parse")
+
+        pipeline.execute = execute  # type: ignore[method-assign]
+        return pipeline
+
+    monkeypatch.setattr(redis.client, "pipeline", broken_pipeline)
+    async with asyncio.timeout(5):
+        get, script = redis.command("GET", prefix + "a"), redis.script(COUNTER, [prefix + "b"], [1])
+        results = await asyncio.gather(get, script, return_exceptions=True)
+    for result in results:
+        assert isinstance(result, LimiterUnavailable) and "test store failed" in result.message, results

@@ -8,8 +8,9 @@ sends them at the end of the turn as one pipeline (no transaction: each command 
 Lua script is atomic on its own), then hands each caller its own answer. A command alone goes at the end of
 its turn: nothing waits for company.
 
-Fails closed, as the stores must: a connection error, a timeout or an error reply makes the awaiting callers
-raise ``LimiterUnavailable`` (the gateway then refuses their requests). Scripts are sent by SHA and loaded
+Fails closed, as the stores must: a connection error, a timeout, an error reply or anything else that breaks
+while a pipeline is sent makes the awaiting callers raise ``LimiterUnavailable`` (the gateway then refuses
+their requests); none is left waiting. Scripts are sent by SHA and loaded
 again if the server has lost them (a restart).
 """
 
@@ -92,10 +93,16 @@ class RedisPipe:
                         reply = await self.client.execute_command(*pending.args)  # type: ignore[no-untyped-call]
                     pending.settle(reply, self.store)
         except (RedisError, OSError, TimeoutError) as exc:
-            failure = LimiterUnavailable(f"{self.store} unreachable ({type(exc).__name__})")
-            for pending in queue:
-                if not pending.future.done():
-                    pending.future.set_exception(failure)
+            self._fail(queue, LimiterUnavailable(f"{self.store} unreachable ({type(exc).__name__})"))
+        except Exception as exc:  # noqa: BLE001 - a task's boundary: every caller waits on a future here
+            self._fail(queue, LimiterUnavailable(f"{self.store} failed ({type(exc).__name__})"))
+
+    @staticmethod
+    def _fail(queue: list[_Pending], failure: LimiterUnavailable) -> None:
+        """Fail closed: every caller not answered yet gets ``failure`` (none is left waiting)."""
+        for pending in queue:
+            if not pending.future.done():
+                pending.future.set_exception(failure)
 
     async def close(self) -> None:
         if self._flushing:
