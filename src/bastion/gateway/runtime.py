@@ -80,9 +80,7 @@ class Gateway:
         self.deny: tuple[Network, ...] = tuple(ipaddress.ip_network(c, strict=False) for c in server.deny)
         self.redis = open_redis(config)  # one connection for every store that lives in Redis
         self.limiter = limiter or make_limiter(config.limits, self.redis)
-        self.states = make_states(
-            config.limits, self.redis
-        )  # normal / throttle / block per model (model_state)
+        self.states = make_states(config.limits, self.redis)  # normal / throttle / block per model
         self.concurrency = ConcurrencyGate(config.limits.concurrent)
         self.keys = ApiKeyStore(config.auth.api_keys_file) if config.auth.api_keys_file else None
         self.jwt = JwtVerifier(config.auth.jwt, config.auth.groups_claim) if config.auth.jwt else None

@@ -94,11 +94,9 @@ class UpstreamModel:
         name = self.config.model or spec.name
         if self.config.protocol is UpstreamProtocol.V1:
             self.url = f"{self.config.url}/v1/models/{name}:predict"
-        else:
-            self.url = f"{self.config.url}/v2/models/{name}/infer"
-        if self.config.protocol is UpstreamProtocol.V1:
             self.ready_url = f"{self.config.url}/v1/models/{name}"
         else:
+            self.url = f"{self.config.url}/v2/models/{name}/infer"
             self.ready_url = f"{self.config.url}/v2/models/{name}/ready"
         self._client: httpx.AsyncClient | None = None
         self._ready = (False, -math.inf)  # the last probe's answer and when it was had (monotonic)
