@@ -78,6 +78,27 @@ async def test_a_failing_request_fails_alone() -> None:
         assert isinstance(answer, Prediction) and answer.outputs == Model().predict(x).outputs
 
 
+async def test_a_batched_answer_of_the_wrong_length_is_never_sliced_between_requests() -> None:
+    """A model (or wrapper) that loses or adds a row in a batch must not shift one caller's rows into
+    another's answer: the requests are then answered alone."""
+
+    class Lossy(Model):
+        def predict(self, x: np.ndarray) -> Prediction:
+            answer = super().predict(x)
+            if len(x) > 1:  # drops the first row of any call with several
+                probabilities = None if answer.probabilities is None else answer.probabilities[1:]
+                return Prediction(answer.outputs[1:], probabilities, answer.classes)
+            return answer
+
+    model = Lossy()
+    batcher = Batcher(model.predict, max_rows=64)
+    inputs = [rows(1, i) for i in range(5)]
+    answers = await asyncio.gather(*(batcher(x) for x in inputs))
+    assert model.calls == [5, 1, 1, 1, 1, 1]
+    for x, answer in zip(inputs, answers, strict=True):
+        assert answer.outputs == Model().predict(x).outputs
+
+
 async def test_a_cancelled_request_is_left_out_of_the_batch() -> None:
     model = Model()
     batcher = Batcher(model.predict, max_rows=64)

@@ -6,7 +6,8 @@ feeds) dominates a one-row prediction; several requests' rows in one call pay it
 batch to fill: the first request schedules the call for the end of the current turn (``call_soon``), so it
 takes whatever the other requests of that turn added, and a request alone runs at once. Rows are answered
 in order and each request gets its own slice, exactly what it would have got alone (predictions are row by
-row). If the batched call fails, each request is run alone, so one request's failure is never another's.
+row). If the batched call fails, or answers a different number of rows than it was given, each request is
+run alone, so one request's failure is never another's and no caller is ever handed another's rows.
 """
 
 from __future__ import annotations
@@ -54,9 +55,13 @@ class Batcher:
             self._answer(*waiting[0])
             return
         self.calls += 1
+        n = sum(x.shape[0] for x, _ in waiting)
         try:
             batch = self.predict(np.concatenate([x for x, _ in waiting]))
         except Exception:  # noqa: BLE001 - each request is retried alone and gets its own outcome
+            batch = None
+        if batch is None or not _one_answer_per_row(batch, n):
+            # a failure, or rows lost or added: slicing would hand one caller another's rows
             for x, future in waiting:
                 self._answer(x, future)
             return
@@ -73,3 +78,8 @@ class Batcher:
             future.set_result(self.predict(x))
         except Exception as exc:  # noqa: BLE001 - handed to the request that caused it
             future.set_exception(exc)
+
+
+def _one_answer_per_row(prediction: Prediction, n: int) -> bool:
+    p = prediction.probabilities
+    return len(prediction.outputs) == n and (p is None or len(p) == n)
